@@ -1,0 +1,1 @@
+"""osc-cpumigrate: live-migrate servers between hypervisors of different CPU vendors."""

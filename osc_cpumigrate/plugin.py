@@ -1,0 +1,45 @@
+"""OpenStackClient plugin contract for ``openstack cpumigrate``.
+
+Kept deliberately light: ``openstack`` imports this module on every run, so
+nothing here (or in the command modules) imports fabric, paramiko, invoke or
+configupdater.
+"""
+
+import argparse
+import logging
+import os
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+API_NAME = 'cpumigrate'
+API_VERSION_OPTION = 'os_cpumigrate_api_version'
+API_VERSIONS = {'1': 'osc_cpumigrate.plugin.Client'}
+DEFAULT_API_VERSION = '1'
+
+
+class Client:
+    """What the commands get as ``client_manager.cpumigrate``."""
+
+    def __init__(self, sdk_connection: Any) -> None:
+        self.sdk_connection = sdk_connection
+
+
+def make_client(instance: Any) -> Client:
+    """Hand the commands the SDK connection OSC already built."""
+    LOG.debug('cpumigrate client built on the SDK connection')
+    return Client(instance.sdk_connection)
+
+
+def build_option_parser(
+    parser: argparse.ArgumentParser,
+) -> argparse.ArgumentParser:
+    """Global option, as every OSC plugin has; SSH options live on the verbs."""
+    parser.add_argument(
+        '--os-cpumigrate-api-version',
+        metavar='<cpumigrate-api-version>',
+        default=os.environ.get('OS_CPUMIGRATE_API_VERSION'),
+        help='cpumigrate API version, default=%s '
+        '(Env: OS_CPUMIGRATE_API_VERSION)' % DEFAULT_API_VERSION,
+    )
+    return parser
