@@ -1,0 +1,300 @@
+"""The cloud layer: every Nova and Placement call cpumigrate makes.
+
+Thin over openstacksdk's compute proxy.  Waiting follows
+``openstack.resource.wait_for_status``: poll, bounded by a timeout, with an
+injectable clock and sleep so unit tests never wait.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import time
+from typing import Any, Callable, Iterable
+
+from openstack import exceptions as sdk_exc
+from openstack import utils as sdk_utils
+
+from osc_cpumigrate.errors import WorkflowError
+
+LOG = logging.getLogger(__name__)
+
+COMPUTE_BINARY = 'nova-compute'
+#: Migration record states after which nothing more happens.
+MIGRATION_DONE = ('completed', 'done', 'confirmed', 'finished')
+MIGRATION_FAILED = ('error', 'failed', 'cancelled', 'aborted')
+
+
+def parse_time(value: str | None) -> datetime.datetime | None:
+    """Nova timestamps (``2026-11-27T10:00:00.000000``, naive UTC) -> aware."""
+    if not value:
+        return None
+    text = value.replace('Z', '+00:00')
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Capacity:
+    """Free resources of a compute node as Placement sees them."""
+
+    vcpus: float
+    ram_mb: float
+    disk_gb: float
+
+    def fits(self, vcpus: float, ram_mb: float, disk_gb: float) -> bool:
+        return (self.vcpus >= vcpus and self.ram_mb >= ram_mb
+                and self.disk_gb >= disk_gb)
+
+    def minus(self, vcpus: float, ram_mb: float, disk_gb: float) -> Capacity:
+        return Capacity(self.vcpus - vcpus, self.ram_mb - ram_mb,
+                        self.disk_gb - disk_gb)
+
+
+class Cloud:
+    """Nova (and Placement) as the workflow needs them."""
+
+    def __init__(self, conn: Any, *, interval: float = 2.0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.conn = conn
+        self.compute = conn.compute
+        self.interval = interval
+        self.sleep = sleep
+        self.clock = clock
+
+    # -- compute services -------------------------------------------------
+
+    def compute_service(self, host: str) -> Any:
+        """The nova-compute service of ``host``; WorkflowError if unknown."""
+        services = list(self.compute.services(host=host,
+                                              binary=COMPUTE_BINARY))
+        if not services:
+            raise WorkflowError(
+                'unknown host %r: it has no nova-compute service (see '
+                '"openstack compute service list --service nova-compute")'
+                % host)
+        return services[0]
+
+    def disable_service(self, service: Any, reason: str) -> Any:
+        return self.compute.disable_service(
+            service, host=service.host, binary=COMPUTE_BINARY,
+            disabled_reason=reason)
+
+    def enable_service(self, service: Any) -> Any:
+        return self.compute.enable_service(
+            service, host=service.host, binary=COMPUTE_BINARY)
+
+    def wait_service_up(self, host: str, after: datetime.datetime,
+                        timeout: float) -> Any:
+        """Wait until ``host``'s nova-compute is up with a heartbeat newer
+        than ``after``: an old record still looks up for a while after the
+        process died, so "up" alone proves nothing."""
+        deadline = self.clock() + timeout
+        while True:
+            service = self.compute_service(host)
+            beat = parse_time(service.updated_at)
+            if service.state == 'up' and beat is not None and beat > after:
+                return service
+            if self.clock() >= deadline:
+                raise WorkflowError(
+                    'nova-compute on %s did not report up within %d s '
+                    '(last heartbeat %s, state %s)'
+                    % (host, timeout, service.updated_at or 'never',
+                       service.state))
+            self.sleep(self.interval)
+
+    # -- servers ----------------------------------------------------------
+
+    def servers_on_host(self, host: str) -> list[Any]:
+        servers = self.compute.servers(details=True, all_projects=True,
+                                       compute_host=host)
+        return sorted(servers, key=lambda s: (s.name or '', s.id))
+
+    def find_server(self, name_or_id: str) -> Any:
+        try:
+            return self.compute.find_server(name_or_id, ignore_missing=False,
+                                            all_projects=True)
+        except sdk_exc.NotFoundException:
+            raise WorkflowError('no server named or with ID %r' % name_or_id)
+        except sdk_exc.DuplicateResource:
+            raise WorkflowError('more than one server is named %r: use its '
+                                'ID' % name_or_id)
+
+    def get_server(self, server: Any) -> Any:
+        return self.compute.get_server(server)
+
+    def selected_servers(self, host: str, names: Iterable[str]) -> list[Any]:
+        """The servers on ``host``, or the named ones, which must be there."""
+        names = list(names)
+        if not names:
+            return self.servers_on_host(host)
+        servers, wrong = [], []
+        for name in names:
+            server = self.find_server(name)
+            if server.compute_host != host:
+                wrong.append('%s is on %s' % (name, server.compute_host))
+            elif server.id not in {s.id for s in servers}:
+                servers.append(server)
+        if wrong:
+            raise WorkflowError('not on host %s: %s' % (host, '; '.join(wrong)))
+        return servers
+
+    def wait_for_server(self, server: Any, status: str, timeout: float,
+                        host: str | None = None) -> Any:
+        """Wait until the server has ``status`` with no task running (and,
+        if given, is on ``host``); an ERROR status ends the wait at once.
+
+        Waiting on the status alone is not enough: right after an action the
+        server can still show its old status, so the task state must have
+        come and gone too."""
+        deadline = self.clock() + timeout
+        while True:
+            server = self.compute.get_server(server)
+            if (server.status == status and not server.task_state
+                    and (host is None or server.compute_host == host)):
+                return server
+            if server.status == 'ERROR' and status != 'ERROR':
+                fault = (server.fault or {}).get('message', '')
+                raise WorkflowError('server %s went to ERROR%s' % (
+                    server.id, ': %s' % fault if fault else ''))
+            if self.clock() >= deadline:
+                raise WorkflowError(
+                    'server %s did not reach %s within %d s (status %s, '
+                    'task %s, host %s)' % (server.id, status, timeout,
+                                           server.status, server.task_state,
+                                           server.compute_host))
+            self.sleep(self.interval)
+
+    def restart_server(self, server: Any, method: str,
+                       timeout: float) -> Any:
+        """Restart so the hypervisor rebuilds the domain from its nova.conf:
+        one hard reboot, or stop then start (the runbook's steps 4-5)."""
+        if method == 'hard-reboot':
+            self.compute.reboot_server(server, 'HARD')
+        else:
+            self.compute.stop_server(server)
+            self.wait_for_server(server, 'SHUTOFF', timeout)
+            self.compute.start_server(server)
+        return self.wait_for_server(server, 'ACTIVE', timeout)
+
+    # -- migrations -------------------------------------------------------
+
+    def require_microversion(self, version: str, what: str) -> None:
+        if not sdk_utils.supports_microversion(self.compute, version):
+            raise WorkflowError('%s needs compute API microversion %s or '
+                                'later' % (what, version))
+
+    def live_migrate(self, server: Any, host: str) -> None:
+        self.compute.live_migrate_server(server, host=host,
+                                         block_migration='auto')
+
+    def cold_migrate(self, server: Any, host: str) -> None:
+        self.require_microversion('2.56', 'cold migration to a named host')
+        self.compute.migrate_server(server, host=host)
+
+    def confirm_resize(self, server: Any) -> None:
+        self.compute.confirm_server_resize(server)
+
+    def migrations(self, server: Any, kind: str) -> list[Any]:
+        """The server's migration records of ``kind``, newest first."""
+        records = self.compute.migrations(server_id=server.id,
+                                          migration_type=kind)
+        return sorted(records, key=lambda m: (m.created_at or '', m.id),
+                      reverse=True)
+
+    def host_migrations(self, host: str, kind: str) -> list[Any]:
+        """Completed migrations of ``kind`` into or out of ``host``."""
+        records = self.compute.migrations(host=host, migration_type=kind,
+                                          status='completed')
+        return sorted(records, key=lambda m: (m.created_at or '', m.id))
+
+    def migration_progress(self, server: Any) -> Any | None:
+        """The running migration as os-server-migrations shows it (memory
+        transferred), or None."""
+        try:
+            running = list(self.compute.server_migrations(server))
+        except sdk_exc.HttpException:
+            return None
+        return running[0] if running else None
+
+    def abort_migration(self, migration: Any, server: Any) -> None:
+        self.require_microversion('2.24', 'aborting a live migration')
+        self.compute.abort_server_migration(migration.id, server,
+                                            ignore_missing=False)
+
+    def force_complete_migration(self, migration: Any, server: Any) -> None:
+        self.require_microversion('2.22', 'force-completing a migration')
+        self.compute.force_complete_server_migration(migration.id, server)
+
+    def action_error(self, server: Any, action: str) -> str | None:
+        """Why the newest ``action`` on the server failed, from its
+        instance-action events (``details`` from 2.84, else the traceback's
+        last line), or None."""
+        try:
+            actions = [a for a in self.compute.server_actions(server)
+                       if a.action == action]
+        except sdk_exc.HttpException:
+            return None
+        if not actions:
+            return None
+        newest = max(actions, key=lambda a: a.start_time or '')
+        detail = self.compute.get_server_action(newest.request_id, server)
+        for event in detail.events or []:
+            if (event.result or '').lower() != 'error':
+                continue
+            if event.details:
+                return str(event.details).strip().splitlines()[0]
+            lines = [ln.strip() for ln in (event.traceback or '').splitlines()
+                     if ln.strip()]
+            if lines:
+                return lines[-1]
+            return '%s failed' % event.event
+        return newest.message or None
+
+    # -- capacity ---------------------------------------------------------
+
+    def capacity(self, host: str) -> Capacity:
+        """Free vCPU, RAM and disk of the host's resource provider, from its
+        Placement inventories and usages."""
+        placement = self.conn.placement
+        found = placement.get('/resource_providers', params={'name': host})
+        providers = found.json().get('resource_providers', [])
+        if not providers:
+            raise WorkflowError('host %s has no resource provider in '
+                                'Placement' % host)
+        rp = providers[0]['uuid']
+        inventories = placement.get(
+            '/resource_providers/%s/inventories' % rp).json()['inventories']
+        usages = placement.get(
+            '/resource_providers/%s/usages' % rp).json()['usages']
+
+        def free(rc: str) -> float:
+            inv = inventories.get(rc)
+            if not inv:
+                return 0.0
+            total = (inv['total'] - inv.get('reserved', 0)) * inv.get(
+                'allocation_ratio', 1.0)
+            return total - usages.get(rc, 0)
+
+        return Capacity(free('VCPU'), free('MEMORY_MB'), free('DISK_GB'))
+
+
+def flavor_needs(server: Any) -> tuple[float, float, float]:
+    """(vcpus, ram_mb, disk_gb) a server takes, from its embedded flavor."""
+    flavor = server.flavor
+    get = (flavor.get if isinstance(flavor, dict)
+           else lambda k, d=0: getattr(flavor, k, d))
+    return (float(get('vcpus', 0) or 0), float(get('ram', 0) or 0),
+            float((get('disk', 0) or 0) + (get('ephemeral', 0) or 0)
+                  + (get('swap', 0) or 0) / 1024.0))

@@ -1,0 +1,30 @@
+"""openstack cpumigrate check: the read-only pre-flight check."""
+
+import argparse
+
+from osc_lib.command import command
+
+from osc_cpumigrate.commands import base
+from osc_cpumigrate.errors import translate_errors
+from osc_cpumigrate.workflow import check
+
+
+class CheckHost(command.Lister):
+    _description = ('Check that servers of a source host can move to the '
+                    'destination(s) and which transition CPU to use '
+                    '(read-only)')
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument(
+            'host', metavar='<source-host>',
+            help='Compute host to empty, as Nova names it')
+        base.add_cpu_arguments(parser)
+        base.add_host_options(parser)
+        return parser
+
+    @translate_errors
+    def take_action(self, parsed_args: argparse.Namespace):
+        ctx = base.context(self, parsed_args)
+        return check.check(ctx, parsed_args.host, parsed_args.destinations,
+                           parsed_args.cpu_model, parsed_args.cpu_flags)

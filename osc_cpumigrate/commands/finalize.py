@@ -1,0 +1,33 @@
+"""openstack cpumigrate finalize: runbook steps 9-10."""
+
+import argparse
+
+from osc_lib.command import command
+
+from osc_cpumigrate.commands import base
+from osc_cpumigrate.errors import translate_errors
+from osc_cpumigrate.workflow import finalize
+
+
+class FinalizeServers(command.Lister):
+    _description = ('Restart migrated servers that still run the transition '
+                    'CPU so they get their new host\'s own CPU '
+                    '(runbook steps 9-10)')
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument(
+            'host', metavar='<host>',
+            help='Compute host the servers moved to, as Nova names it')
+        base.add_servers(parser)
+        base.add_method(parser)
+        base.add_auto_approve(parser)
+        base.add_dry_run(parser)
+        base.add_host_options(parser)
+        return parser
+
+    @translate_errors
+    def take_action(self, parsed_args: argparse.Namespace):
+        ctx = base.context(self, parsed_args)
+        return finalize.finalize(ctx, parsed_args.host, parsed_args.servers,
+                                 parsed_args.method, parsed_args.dry_run)

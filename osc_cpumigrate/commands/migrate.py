@@ -1,0 +1,47 @@
+"""openstack cpumigrate migrate: runbook step 8."""
+
+import argparse
+
+from osc_lib.command import command
+
+from osc_cpumigrate.commands import base
+from osc_cpumigrate.errors import translate_errors
+from osc_cpumigrate.workflow import migrate
+
+
+class MigrateServers(command.Lister):
+    _description = ('Live-migrate the pinned servers of a host, one at a '
+                    'time, to the destination(s); cold-migrate stopped ones '
+                    '(runbook step 8)')
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument(
+            'host', metavar='<source-host>',
+            help='Compute host to empty, as Nova names it')
+        parser.add_argument(
+            '--destination', metavar='<host>', action='append',
+            dest='destinations', required=True,
+            help='Destination compute host (repeat for more; each server '
+                 'goes to the one with the most free RAM that fits it)')
+        base.add_servers(parser)
+        parser.add_argument(
+            '--timeout', metavar='<seconds>', type=float, default=1800.0,
+            help='How long one migration may run before --on-timeout '
+                 'applies (default: 1800)')
+        parser.add_argument(
+            '--on-timeout', metavar='<action>', choices=migrate.ON_TIMEOUT,
+            default='abort',
+            help='abort (default: the server stays on its source) or '
+                 'force-complete (pause the guest to finish)')
+        base.add_dry_run(parser)
+        base.add_host_options(parser)
+        return parser
+
+    @translate_errors
+    def take_action(self, parsed_args: argparse.Namespace):
+        ctx = base.context(self, parsed_args)
+        return migrate.migrate(ctx, parsed_args.host,
+                               parsed_args.destinations, parsed_args.servers,
+                               parsed_args.timeout, parsed_args.on_timeout,
+                               parsed_args.dry_run)

@@ -1,0 +1,40 @@
+"""openstack cpumigrate pin: runbook steps 4-7."""
+
+import argparse
+
+from osc_lib.command import command
+
+from osc_cpumigrate.commands import base
+from osc_cpumigrate.errors import translate_errors
+from osc_cpumigrate.workflow import pin
+from osc_cpumigrate.workflow import transition
+
+
+class PinServers(command.Lister):
+    _description = ('Restart the servers of a prepared host so they run the '
+                    'transition CPU, then restore its nova.conf '
+                    '(runbook steps 4-7)')
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument(
+            'host', metavar='<source-host>',
+            help='Prepared compute host, as Nova names it')
+        base.add_servers(parser)
+        base.add_method(parser)
+        parser.add_argument(
+            '--ignore-guest-floor', action='store_true',
+            help='Restart servers even when their image or metadata says '
+                 'they need more CPU than the transition CPU gives')
+        base.add_auto_approve(parser)
+        base.add_dry_run(parser)
+        base.add_host_options(parser)
+        return parser
+
+    @translate_errors
+    def take_action(self, parsed_args: argparse.Namespace):
+        ctx = base.context(self, parsed_args)
+        floor_check = (None if parsed_args.ignore_guest_floor
+                       else transition.floor_check(ctx))
+        return pin.pin(ctx, parsed_args.host, parsed_args.servers,
+                       parsed_args.method, parsed_args.dry_run, floor_check)

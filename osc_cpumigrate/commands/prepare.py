@@ -1,0 +1,39 @@
+"""openstack cpumigrate prepare: runbook steps 1-3."""
+
+import argparse
+
+from osc_lib.command import command
+
+from osc_cpumigrate.commands import base
+from osc_cpumigrate.errors import translate_errors
+from osc_cpumigrate.workflow import prepare
+from osc_cpumigrate.workflow import transition
+
+
+class PrepareHost(command.Lister):
+    _description = ('Disable a source host and give its nova-compute the '
+                    'transition CPU (runbook steps 1-3)')
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument(
+            'host', metavar='<source-host>',
+            help='Compute host to empty, as Nova names it')
+        base.add_cpu_arguments(parser)
+        parser.add_argument(
+            '--disable-reason', metavar='<reason>',
+            help='Reason recorded on the disabled compute service '
+                 '(default: names this tool)')
+        base.add_dry_run(parser)
+        base.add_host_options(parser)
+        return parser
+
+    @translate_errors
+    def take_action(self, parsed_args: argparse.Namespace):
+        ctx = base.context(self, parsed_args)
+        model, flags = transition.resolve(
+            ctx, parsed_args.host, parsed_args.destinations,
+            parsed_args.cpu_model, parsed_args.cpu_flags)
+        return prepare.prepare(ctx, parsed_args.host, model, flags,
+                               parsed_args.disable_reason,
+                               parsed_args.dry_run)
