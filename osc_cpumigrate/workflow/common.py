@@ -34,15 +34,17 @@ class Context:
     host_options: host_api.HostOptions
     progress: Callable[[str], None] = LOG.info
     confirm: Callable[[str], bool] = lambda question: False
-    open_host: Callable[[str, host_api.HostOptions], host_api.Host] = (
-        host_api.open_host)
+    #: Builds a Host; None: the real, SSH-backed one.
+    open_host: Callable[[str, host_api.HostOptions], host_api.Host] | None = (
+        None)
     service_timeout: float = 180.0
     server_timeout: float = 600.0
 
     @contextlib.contextmanager
     def host(self, name: str) -> Iterator[host_api.Host]:
         """An SSH session to ``name`` for the duration of a verb."""
-        host = self.open_host(name, self.host_options)
+        opener = self.open_host or host_api.open_host
+        host = opener(name, self.host_options)
         try:
             yield host
         finally:

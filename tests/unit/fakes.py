@@ -1,0 +1,373 @@
+"""A small simulated cloud for unit tests of the verbs.
+
+The compute API is a ``Mock(spec=Proxy)`` whose methods act on real SDK
+resources (as python-openstackclient's compute tests do); the hypervisors are
+:class:`FakeHost` objects implementing the host layer's ``Host`` protocol.
+A restart rebuilds a guest's CPU from what its host's nova-compute loaded at
+its last start, and a live migration carries the guest CPU unchanged: the
+same rules the libvirt driver follows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import itertools
+import uuid
+from typing import Any, Sequence
+from unittest import mock
+
+from openstack import exceptions as sdk_exc
+from openstack.compute.v2 import _proxy
+from openstack.compute.v2 import migration as _migration
+from openstack.compute.v2 import server as _server
+from openstack.compute.v2 import server_action as _server_action
+from openstack.compute.v2 import service as _service
+
+from osc_cpumigrate.cloud import Capacity
+from osc_cpumigrate.cloud import Cloud
+from osc_cpumigrate.host import api as host_api
+from osc_cpumigrate.workflow.common import Context
+
+UTC = datetime.timezone.utc
+HOST_MODELS = {'intel': 'Skylake-Server-IBRS', 'amd': 'EPYC-Rome'}
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(UTC)
+
+
+class FakeClock:
+    """Time that passes only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(seconds, 0.5)
+
+
+class FakeHost:
+    """A hypervisor: nova.conf CPU settings, a nova-compute, domains."""
+
+    def __init__(self, world: World, name: str) -> None:
+        self.world = world
+        self.name = name
+        self.vendor = 'intel' if name.startswith('intel') else 'amd'
+        self.file = host_api.CpuSettings()          # what nova.conf says
+        self.original = host_api.CpuSettings()
+        self.transitioned = False
+        self.changed_at: datetime.datetime | None = None
+        self.loaded = host_api.CpuSettings()        # what nova-compute runs
+        self.started_at = now() - datetime.timedelta(days=1)
+        self.domains: dict[str, host_api.GuestCpu] = {}
+        self.fail_start = False
+        self.unreadable = False
+        self.calls: list[str] = []
+        self.closed = False
+
+    # -- what the simulation needs ---------------------------------------
+
+    def build_guest(self) -> host_api.GuestCpu:
+        """The CPU libvirt gives a guest that (re)starts here now."""
+        s = self.loaded
+        if s.mode == 'custom':
+            return host_api.GuestCpu(
+                'custom', s.model, None,
+                tuple(('require', f.lstrip('+')) for f in s.extra_flags))
+        return host_api.GuestCpu('custom', HOST_MODELS[self.vendor],
+                                 self.vendor.upper(), (('require', 'ss'),))
+
+    # -- the Host protocol -----------------------------------------------
+
+    def nova_conf(self) -> host_api.ConfState:
+        self.calls.append('nova_conf')
+        if self.unreadable:
+            raise host_api.HostError('cannot read /etc/nova/nova.conf on %s: '
+                                     'Permission denied' % self.name)
+        return host_api.ConfState(
+            path='/etc/nova/nova.conf', sha256='0' * 64, settings=self.file,
+            transitioned=self.transitioned, original=self.original,
+            backup='/etc/nova/nova.conf.cpumigrate-1' if self.transitioned
+            else None, changed_at=self.changed_at)
+
+    def apply_transition(self, model: str, flags: Sequence[str] = (),
+                         dry_run: bool = False) -> host_api.Change:
+        before = self.file
+        after = host_api.CpuSettings('custom', (model,), tuple(flags))
+        changed = not (self.transitioned and self.file == after)
+        if not dry_run and changed:
+            self.calls.append('apply_transition')
+            self.transitioned = True
+            self.file = after
+            self.changed_at = now()
+        return host_api.Change('/etc/nova/nova.conf', before, after,
+                               None if dry_run or not changed
+                               else '/etc/nova/nova.conf.cpumigrate-1',
+                               '--- a\n+++ b\n' if changed else '', changed)
+
+    def restore_original(self, dry_run: bool = False) -> host_api.Change:
+        before = self.file
+        changed = self.transitioned
+        if not dry_run and changed:
+            self.calls.append('restore_original')
+            self.file = self.original
+            self.transitioned = False
+            self.changed_at = None
+        return host_api.Change('/etc/nova/nova.conf', before, self.original,
+                               None, '', changed)
+
+    def restart_nova_compute(self) -> None:
+        self.calls.append('restart_nova_compute')
+        self.started_at = now()
+        if self.fail_start:
+            self.world.services[self.name].state = 'down'
+            return
+        self.loaded = self.file
+        self.world.heartbeat(self.name)
+
+    def compute_started_at(self) -> datetime.datetime | None:
+        return self.started_at
+
+    def guest_cpu(self, instance_uuid: str) -> host_api.GuestCpu:
+        if instance_uuid not in self.domains:
+            raise host_api.HostError("no domain %s on %s" % (instance_uuid,
+                                                             self.name))
+        return self.domains[instance_uuid]
+
+    def host_cpu(self) -> host_api.HostCpu:
+        model = HOST_MODELS[self.vendor]
+        return host_api.HostCpu('x86_64', self.vendor.upper(), model,
+                                frozenset({'ss'}), host_model=model)
+
+    def compare_cpu(self, cpu_xml: str) -> host_api.CompareResult:
+        return host_api.CompareResult(True, 'superset')
+
+    def cpu_map(self) -> dict[str, str]:
+        return {}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class World:
+    """Nova as the verbs see it, with hosts behind it."""
+
+    def __init__(self, hosts: Sequence[str] = ('intel-1', 'intel-2',
+                                               'amd-1', 'amd-2')) -> None:
+        self.clock = FakeClock()
+        self.compute = mock.Mock(spec=_proxy.Proxy)
+        self.conn = mock.Mock()
+        self.conn.compute = self.compute
+        self.hosts = {h: FakeHost(self, h) for h in hosts}
+        self.services = {
+            h: _service.Service(
+                id=str(i), host=h, binary='nova-compute', status='enabled',
+                state='up', disabled_reason=None,
+                updated_at=(now() - datetime.timedelta(seconds=5)).isoformat())
+            for i, h in enumerate(hosts)}
+        self.servers: dict[str, _server.Server] = {}
+        self.records: list[_migration.Migration] = []
+        self.capacity = {h: Capacity(64, 65536, 1000) for h in hosts}
+        self.fail_migration: str | None = None   # reason of the next failure
+        self.hang_migration = False
+        self.aborted: list[str] = []
+        self.seq = itertools.count(1)
+        self._wire()
+
+    # -- setup helpers -----------------------------------------------------
+
+    def boot(self, host: str, count: int = 1, status: str = 'ACTIVE',
+             prefix: str = 'vm') -> list[_server.Server]:
+        out = []
+        for _ in range(count):
+            n = next(self.seq)
+            sid = str(uuid.UUID(int=n))
+            server = _server.Server(
+                id=sid, name='%s-%d' % (prefix, n), status=status,
+                compute_host=host, task_state=None, fault=None,
+                flavor={'vcpus': 1, 'ram': 512, 'disk': 1},
+                image={'id': 'img'}, metadata={})
+            self.servers[sid] = server
+            self.hosts[host].domains[sid] = self.hosts[host].build_guest()
+            out.append(server)
+        return out
+
+    def context(self, **kwargs: Any) -> Context:
+        cloud = Cloud(self.conn, interval=1.0, sleep=self.clock.sleep,
+                      clock=self.clock)
+        cloud.capacity = lambda host: self.capacity[host]  # type: ignore
+        kwargs.setdefault('confirm', lambda question: True)
+        kwargs.setdefault('progress', lambda message: None)
+        return Context(cloud=cloud, host_options=host_api.HostOptions(),
+                       open_host=lambda name, opts: self.hosts[name],
+                       service_timeout=30, server_timeout=60, **kwargs)
+
+    def heartbeat(self, host: str) -> None:
+        service = self.services[host]
+        service.state = 'up'
+        service.updated_at = (now() + datetime.timedelta(
+            seconds=1)).isoformat()
+
+    def guest(self, server: _server.Server) -> host_api.GuestCpu:
+        return self.hosts[server.compute_host].domains[server.id]
+
+    # -- the compute API ---------------------------------------------------
+
+    def _wire(self) -> None:
+        c = self.compute
+        c.services.side_effect = self._services
+        c.disable_service.side_effect = self._disable
+        c.enable_service.side_effect = self._enable
+        c.servers.side_effect = self._list_servers
+        c.find_server.side_effect = self._find_server
+        c.get_server.side_effect = self._get_server
+        c.reboot_server.side_effect = lambda s, kind: self._restart(s)
+        c.stop_server.side_effect = self._stop
+        c.start_server.side_effect = self._start
+        c.live_migrate_server.side_effect = self._live_migrate
+        c.migrate_server.side_effect = self._cold_migrate
+        c.confirm_server_resize.side_effect = self._confirm
+        c.migrations.side_effect = self._migrations
+        c.server_migrations.side_effect = lambda s: iter(())
+        c.abort_server_migration.side_effect = self._abort
+        c.server_actions.side_effect = self._actions
+        c.get_server_action.side_effect = self._action
+        c.get_endpoint_data.return_value = mock.Mock(
+            min_microversion='2.1', max_microversion='2.96')
+        c.default_microversion = None
+
+    def _services(self, host=None, binary=None, **_):
+        return iter([s for h, s in self.services.items()
+                     if host is None or h == host])
+
+    def _disable(self, service, host=None, binary=None,
+                 disabled_reason=None):
+        s = self.services[host]
+        s.status, s.disabled_reason = 'disabled', disabled_reason
+        return s
+
+    def _enable(self, service, host=None, binary=None):
+        s = self.services[host]
+        s.status, s.disabled_reason = 'enabled', None
+        return s
+
+    def _sid(self, server) -> str:
+        return server if isinstance(server, str) else server.id
+
+    def _list_servers(self, details=True, all_projects=False,
+                      compute_host=None, **_):
+        return iter([s for s in self.servers.values()
+                     if compute_host is None or s.compute_host == compute_host])
+
+    def _find_server(self, name_or_id, ignore_missing=True, **_):
+        for s in self.servers.values():
+            if name_or_id in (s.id, s.name):
+                return s
+        raise sdk_exc.NotFoundException('no server %s' % name_or_id)
+
+    def _get_server(self, server):
+        return self.servers[self._sid(server)]
+
+    def _restart(self, server):
+        s = self.servers[self._sid(server)]
+        host = self.hosts[s.compute_host]
+        host.domains[s.id] = host.build_guest()
+        s.status = 'ACTIVE'
+
+    def _stop(self, server):
+        self.servers[self._sid(server)].status = 'SHUTOFF'
+
+    def _start(self, server):
+        self._restart(server)
+
+    def _record(self, s, kind, dest, status):
+        rec = _migration.Migration(
+            id=str(next(self.seq)), server_id=s.id, migration_type=kind,
+            status=status, source_compute=s.compute_host, dest_compute=dest,
+            created_at='2026-11-27T10:%02d:00' % (len(self.records) % 60))
+        self.records.append(rec)
+        return rec
+
+    def _live_migrate(self, server, host=None, block_migration=None, **_):
+        s = self.servers[self._sid(server)]
+        if self.fail_migration:
+            self._record(s, 'live-migration', host, 'error')
+            return
+        if self.hang_migration:
+            self._record(s, 'live-migration', host, 'running')
+            s.status = 'MIGRATING'
+            return
+        src = self.hosts[s.compute_host]
+        self._record(s, 'live-migration', host, 'completed')
+        self.hosts[host].domains[s.id] = src.domains.pop(s.id)
+        s.compute_host = host
+
+    def _cold_migrate(self, server, host=None):
+        s = self.servers[self._sid(server)]
+        self._record(s, 'migration', host, 'finished')
+        self.hosts[host].domains[s.id] = self.hosts[s.compute_host].domains.pop(
+            s.id)
+        s.compute_host = host
+        s.status = 'VERIFY_RESIZE'
+
+    def _confirm(self, server):
+        s = self.servers[self._sid(server)]
+        s.status = 'SHUTOFF'
+        for rec in self.records:
+            if rec.server_id == s.id and rec.status == 'finished':
+                rec.status = 'confirmed'
+
+    def _migrations(self, server_id=None, migration_type=None, host=None,
+                    status=None, **_):
+        return iter([m for m in self.records
+                     if (server_id is None or m.server_id == server_id)
+                     and (migration_type is None
+                          or m.migration_type == migration_type)
+                     and (host is None
+                          or host in (m.source_compute, m.dest_compute))
+                     and (status is None or m.status == status)])
+
+    def _abort(self, migration_id, server, ignore_missing=True):
+        for rec in self.records:
+            if rec.id == migration_id:
+                rec.status = 'cancelled'
+        s = self.servers[self._sid(server)]
+        s.status = 'ACTIVE'
+        self.aborted.append(s.id)
+
+    def _actions(self, server):
+        if not self.fail_migration:
+            return iter([])
+        return iter([_server_action.ServerAction(
+            action='live-migration', request_id='req-1',
+            start_time='2026-11-27T10:00:00', message='Error')])
+
+    def _action(self, request_id, server):
+        return _server_action.ServerAction(
+            action='live-migration', request_id=request_id,
+            events=[{'event': 'compute_check_can_live_migrate_destination',
+                     'result': 'Error', 'details': self.fail_migration,
+                     'traceback': None}])
+
+
+@dataclasses.dataclass
+class Prepared:
+    world: World
+    servers: list[_server.Server]
+
+
+def prepared_world(active: int = 3, stopped: int = 1) -> Prepared:
+    """intel-1 carrying servers, its nova.conf holding kvm64, restarted."""
+    world = World()
+    servers = world.boot('intel-1', active)
+    servers += world.boot('intel-1', stopped, status='SHUTOFF',
+                          prefix='off')
+    host = world.hosts['intel-1']
+    host.apply_transition('kvm64')
+    host.restart_nova_compute()
+    world.services['intel-1'].status = 'disabled'
+    return Prepared(world, servers)

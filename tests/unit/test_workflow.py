@@ -1,0 +1,370 @@
+"""The verbs against a simulated cloud: logic, idempotence and error paths."""
+
+import pytest
+
+from osc_cpumigrate.errors import PartialFailure
+from osc_cpumigrate.errors import WorkflowError
+from osc_cpumigrate.workflow import finalize
+from osc_cpumigrate.workflow import migrate
+from osc_cpumigrate.workflow import pin
+from osc_cpumigrate.workflow import prepare
+from osc_cpumigrate.workflow import status
+from tests.unit import fakes
+
+
+def as_dicts(result):
+    columns, rows = result
+    return [dict(zip(columns, row)) for row in rows]
+
+
+def partial_rows(exc_info):
+    exc = exc_info.value
+    return [dict(zip(exc.columns, row)) for row in exc.rows]
+
+
+# -- prepare -----------------------------------------------------------------
+
+def test_prepare_disables_writes_restarts():
+    world = fakes.World()
+    host = world.hosts['intel-1']
+    [row] = as_dicts(prepare.prepare(world.context(), 'intel-1', 'kvm64', (),
+                                     None, False))
+    assert row['Result'] == 'prepared'
+    assert row['CPU After'] == 'custom kvm64'
+    assert row['Backup'] == '/etc/nova/nova.conf.cpumigrate-1'
+    service = world.services['intel-1']
+    assert service.status == 'disabled'
+    assert 'osc-cpumigrate' in service.disabled_reason
+    assert host.calls.count('apply_transition') == 1
+    assert host.calls.count('restart_nova_compute') == 1
+    assert host.loaded.model == 'kvm64'
+    assert host.closed
+
+
+def test_prepare_rerun_changes_nothing():
+    world = fakes.World()
+    ctx = world.context()
+    prepare.prepare(ctx, 'intel-1', 'kvm64', (), None, False)
+    host = world.hosts['intel-1']
+    host.calls.clear()
+    [row] = as_dicts(prepare.prepare(ctx, 'intel-1', 'kvm64', (), None,
+                                     False))
+    assert row['Result'] == 'already prepared'
+    assert 'apply_transition' not in host.calls
+    assert 'restart_nova_compute' not in host.calls
+
+
+def test_prepare_rerun_after_interrupted_restart_restarts():
+    world = fakes.World()
+    host = world.hosts['intel-1']
+    host.apply_transition('kvm64')          # written, never restarted
+    [row] = as_dicts(prepare.prepare(world.context(), 'intel-1', 'kvm64', (),
+                                     None, False))
+    assert row['Result'] == 'prepared'
+    assert host.calls.count('apply_transition') == 1
+    assert host.loaded.model == 'kvm64'
+
+
+def test_prepare_dry_run_changes_nothing():
+    world = fakes.World()
+    host = world.hosts['intel-1']
+    shown = []
+    ctx = world.context(progress=shown.append)
+    [row] = as_dicts(prepare.prepare(ctx, 'intel-1', 'kvm64', ('pcid',),
+                                     None, True))
+    assert row['Result'] == ('would disable service, write nova.conf, '
+                             'restart nova-compute')
+    assert row['CPU After'] == 'custom kvm64 pcid'
+    assert world.services['intel-1'].status == 'enabled'
+    assert not host.transitioned
+    assert 'restart_nova_compute' not in host.calls
+    assert any('+++' in s for s in shown)        # the diff went to progress
+
+
+def test_prepare_restores_when_compute_does_not_come_back():
+    world = fakes.World()
+    host = world.hosts['intel-1']
+    host.fail_start = True
+    real_restart = host.restart_nova_compute
+
+    def restart():
+        real_restart()
+        host.fail_start = False     # the original config starts again
+    host.restart_nova_compute = restart
+    with pytest.raises(WorkflowError) as exc:
+        prepare.prepare(world.context(), 'intel-1', 'Haswell', (), None,
+                        False)
+    msg = str(exc.value)
+    assert 'did not report up' in msg
+    assert 'original nova.conf was restored' in msg
+    assert 'enabled again' in msg
+    assert not host.transitioned
+    assert host.calls.count('restore_original') == 1
+    assert world.services['intel-1'].status == 'enabled'
+
+
+def test_prepare_unknown_host_changes_nothing():
+    world = fakes.World()
+    with pytest.raises(WorkflowError, match="unknown host 'nope'"):
+        prepare.prepare(world.context(), 'nope', 'kvm64', (), None, False)
+    assert all(s.status == 'enabled' for s in world.services.values())
+
+
+def test_prepare_unreadable_conf_changes_nothing():
+    world = fakes.World()
+    world.hosts['intel-1'].unreadable = True
+    from osc_cpumigrate.host.api import HostError
+    with pytest.raises(HostError, match='cannot read'):
+        prepare.prepare(world.context(), 'intel-1', 'kvm64', (), None, False)
+    assert world.services['intel-1'].status == 'enabled'
+    world.compute.disable_service.assert_not_called()
+
+
+# -- pin ---------------------------------------------------------------------
+
+def test_pin_restarts_active_servers_and_restores_conf():
+    p = fakes.prepared_world(active=2, stopped=1)
+    host = p.world.hosts['intel-1']
+    rows = as_dicts(pin.pin(p.world.context(), 'intel-1', [], 'hard-reboot',
+                            False))
+    assert [r['Result'] for r in rows] == ['skipped: SHUTOFF', 'pinned',
+                                           'pinned']
+    assert all(p.world.guest(s).model == 'kvm64' for s in p.servers[:2])
+    assert not host.transitioned
+    assert host.loaded.mode is None        # restarted with the original
+    assert p.world.compute.reboot_server.call_count == 2
+
+
+def test_pin_stop_start_method():
+    p = fakes.prepared_world(active=1, stopped=0)
+    pin.pin(p.world.context(), 'intel-1', [], 'stop-start', False)
+    p.world.compute.stop_server.assert_called_once()
+    p.world.compute.start_server.assert_called_once()
+    assert p.world.guest(p.servers[0]).model == 'kvm64'
+
+
+def test_pin_rerun_changes_nothing():
+    p = fakes.prepared_world(active=2, stopped=0)
+    ctx = p.world.context()
+    pin.pin(ctx, 'intel-1', [], 'hard-reboot', False)
+    p.world.compute.reboot_server.reset_mock()
+    rows = as_dicts(pin.pin(ctx, 'intel-1', [], 'hard-reboot', False))
+    assert {r['Result'] for r in rows} == {'already pinned'}
+    p.world.compute.reboot_server.assert_not_called()
+
+
+def test_pin_needs_prepare():
+    world = fakes.World()
+    world.boot('intel-1', 2)
+    with pytest.raises(WorkflowError, match='not prepared'):
+        pin.pin(world.context(), 'intel-1', [], 'hard-reboot', False)
+    world.compute.reboot_server.assert_not_called()
+
+
+def test_pin_needs_restart_after_transition():
+    world = fakes.World()
+    world.boot('intel-1', 1)
+    world.hosts['intel-1'].apply_transition('kvm64')   # not restarted
+    with pytest.raises(WorkflowError, match='has not been restarted'):
+        pin.pin(world.context(), 'intel-1', [], 'hard-reboot', False)
+    world.compute.reboot_server.assert_not_called()
+
+
+def test_pin_server_not_on_host():
+    p = fakes.prepared_world(active=1, stopped=0)
+    other = p.world.boot('intel-2', 1)[0]
+    with pytest.raises(WorkflowError, match='is on intel-2'):
+        pin.pin(p.world.context(), 'intel-1', [other.name], 'hard-reboot',
+                False)
+    p.world.compute.reboot_server.assert_not_called()
+
+
+def test_pin_dry_run_and_refusal_without_approval():
+    p = fakes.prepared_world(active=2, stopped=0)
+    rows = as_dicts(pin.pin(p.world.context(), 'intel-1', [], 'hard-reboot',
+                            True))
+    assert {r['Result'] for r in rows} == {'would restart (hard-reboot)'}
+    ctx = p.world.context(confirm=lambda q: False)
+    with pytest.raises(WorkflowError, match='not confirmed'):
+        pin.pin(ctx, 'intel-1', [], 'hard-reboot', False)
+    p.world.compute.reboot_server.assert_not_called()
+    assert p.world.hosts['intel-1'].transitioned
+
+
+def test_pin_failed_restart_stops_and_keeps_transition():
+    p = fakes.prepared_world(active=3, stopped=0)
+    world = p.world
+
+    def broken(server, kind):
+        world.servers[server.id].status = 'ERROR'
+        world.servers[server.id].fault = {'message': 'boom'}
+    world.compute.reboot_server.side_effect = broken
+    with pytest.raises(PartialFailure) as exc:
+        pin.pin(world.context(), 'intel-1', [], 'hard-reboot', False)
+    results = [r['Result'] for r in partial_rows(exc)]
+    assert results[0].startswith('failed: ')
+    assert results[1:] == ['not restarted: the run stopped'] * 2
+    assert world.hosts['intel-1'].transitioned     # a re-run carries on
+
+
+def test_pin_guest_floor_refuses_but_restores():
+    p = fakes.prepared_world(active=2, stopped=0)
+    first = p.servers[0]
+
+    def floor(server, settings, host):
+        return 'needs x86-64-v2' if server.id == first.id else None
+    with pytest.raises(PartialFailure) as exc:
+        pin.pin(p.world.context(), 'intel-1', [], 'hard-reboot', False,
+                floor_check=floor)
+    rows = partial_rows(exc)
+    assert rows[0]['Result'] == 'refused: needs x86-64-v2'
+    assert rows[1]['Result'] == 'pinned'
+    assert p.world.guest(first).model == 'Skylake-Server-IBRS'
+    assert not p.world.hosts['intel-1'].transitioned
+
+
+# -- migrate -----------------------------------------------------------------
+
+def pinned_world(active=2, stopped=1):
+    p = fakes.prepared_world(active=active, stopped=stopped)
+    pin.pin(p.world.context(), 'intel-1', [], 'hard-reboot', False)
+    return p
+
+
+def test_migrate_live_and_cold():
+    p = pinned_world()
+    rows = as_dicts(migrate.migrate(p.world.context(), 'intel-1',
+                                    ['amd-1', 'amd-2'], [], 60, 'abort',
+                                    False))
+    assert sorted(r['Result'] for r in rows) == [
+        'cold-migrated', 'live-migrated', 'live-migrated']
+    # spread by free capacity: the two live ones go to different hosts
+    assert {r['Destination'] for r in rows} == {'amd-1', 'amd-2'}
+    for s in p.servers:
+        assert p.world.servers[s.id].compute_host.startswith('amd')
+    off = p.world.servers[p.servers[-1].id]
+    assert off.status == 'SHUTOFF'
+    p.world.compute.live_migrate_server.assert_called_with(
+        p.servers[1], host=rows[2]['Destination'], block_migration='auto')
+
+
+def test_migrate_refuses_unpinned_and_bad_destinations():
+    world = fakes.World()
+    world.boot('intel-1', 1)
+    ctx = world.context()
+    with pytest.raises(PartialFailure) as exc:
+        migrate.migrate(ctx, 'intel-1', ['amd-1'], [], 60, 'abort', False)
+    assert partial_rows(exc)[0]['Result'].startswith('refused: not pinned')
+    world.compute.live_migrate_server.assert_not_called()
+    with pytest.raises(WorkflowError, match='source itself'):
+        migrate.migrate(ctx, 'intel-1', ['intel-1'], [], 60, 'abort', False)
+    world.services['amd-1'].status = 'disabled'
+    with pytest.raises(WorkflowError, match='amd-1 is disabled'):
+        migrate.migrate(ctx, 'intel-1', ['amd-1'], [], 60, 'abort', False)
+    world.services['amd-2'].state = 'down'
+    with pytest.raises(WorkflowError, match='amd-2 is down'):
+        migrate.migrate(ctx, 'intel-1', ['amd-2'], [], 60, 'abort', False)
+    with pytest.raises(WorkflowError, match='unknown host'):
+        migrate.migrate(ctx, 'intel-1', ['amd-9'], [], 60, 'abort', False)
+
+
+def test_migrate_failure_stops_with_reason_from_events():
+    p = pinned_world(active=2, stopped=0)
+    p.world.fail_migration = ("Unacceptable CPU info: CPU doesn't have "
+                              "compatibility.")
+    with pytest.raises(PartialFailure) as exc:
+        migrate.migrate(p.world.context(), 'intel-1', ['amd-1'], [], 60,
+                        'abort', False)
+    rows = partial_rows(exc)
+    assert 'Unacceptable CPU info' in rows[0]['Result']
+    assert rows[1]['Result'] == 'not migrated: the run stopped'
+    assert 'Unacceptable CPU info' in str(exc.value)
+    assert all(p.world.servers[s.id].compute_host == 'intel-1'
+               for s in p.servers)
+
+
+def test_migrate_timeout_aborts():
+    p = pinned_world(active=1, stopped=0)
+    p.world.hang_migration = True
+    with pytest.raises(PartialFailure) as exc:
+        migrate.migrate(p.world.context(), 'intel-1', ['amd-1'], [], 10,
+                        'abort', False)
+    assert p.world.aborted == [p.servers[0].id]
+    assert 'cancelled' in partial_rows(exc)[0]['Result']
+
+
+def test_migrate_dry_run_and_rerun():
+    p = pinned_world()
+    ctx = p.world.context()
+    rows = as_dicts(migrate.migrate(ctx, 'intel-1', ['amd-1'], [], 60,
+                                    'abort', True))
+    assert sorted(r['Result'] for r in rows) == [
+        'would cold-migrate', 'would live-migrate', 'would live-migrate']
+    p.world.compute.live_migrate_server.assert_not_called()
+    migrate.migrate(ctx, 'intel-1', ['amd-1'], [], 60, 'abort', False)
+    assert migrate.migrate(ctx, 'intel-1', ['amd-1'], [], 60, 'abort',
+                           False)[1] == []
+
+
+def test_migrate_no_room():
+    p = pinned_world(active=1, stopped=0)
+    p.world.capacity['amd-1'] = fakes.Capacity(0, 0, 0)
+    with pytest.raises(PartialFailure, match='no destination has room'):
+        migrate.migrate(p.world.context(), 'intel-1', ['amd-1'], [], 60,
+                        'abort', False)
+
+
+# -- finalize and status -----------------------------------------------------
+
+def migrated_world():
+    p = pinned_world(active=2, stopped=1)
+    migrate.migrate(p.world.context(), 'intel-1', ['amd-1'], [], 60,
+                    'abort', False)
+    return p
+
+
+def test_finalize_restarts_pinned_guests_onto_host_cpu():
+    p = migrated_world()
+    ctx = p.world.context()
+    rows = as_dicts(status.status(ctx, 'amd-1'))
+    assert [r['Phase'] for r in rows] == [
+        'normal', 'skipped: SHUTOFF', 'migrated-pinned', 'migrated-pinned']
+    rows = as_dicts(finalize.finalize(ctx, 'amd-1', [], 'hard-reboot',
+                                      False))
+    assert [r['Result'] for r in rows] == ['skipped: SHUTOFF', 'finalized',
+                                           'finalized']
+    assert p.world.guest(p.servers[0]).model == 'EPYC-Rome'
+    rows = as_dicts(status.status(ctx, 'amd-1'))
+    assert [r['Phase'] for r in rows][2:] == ['finalized', 'finalized']
+    p.world.compute.reboot_server.reset_mock()
+    rows = as_dicts(finalize.finalize(ctx, 'amd-1', [], 'hard-reboot',
+                                      False))
+    assert rows[1]['Result'] == 'already finalized'
+    p.world.compute.reboot_server.assert_not_called()
+
+
+def test_finalize_dry_run_and_transitioned_host():
+    p = migrated_world()
+    ctx = p.world.context()
+    rows = as_dicts(finalize.finalize(ctx, 'amd-1', [], 'hard-reboot', True))
+    assert rows[1]['Result'] == 'would restart (hard-reboot)'
+    p.world.compute.reboot_server.reset_mock()
+    p.world.hosts['amd-1'].apply_transition('kvm64')
+    with pytest.raises(WorkflowError, match='still holds transition'):
+        finalize.finalize(ctx, 'amd-1', [], 'hard-reboot', False)
+    p.world.compute.reboot_server.assert_not_called()
+
+
+def test_status_on_source_phases():
+    p = fakes.prepared_world(active=1, stopped=1)
+    ctx = p.world.context()
+    rows = as_dicts(status.status(ctx, 'intel-1'))
+    assert rows[0]['Kind'] == 'host'
+    assert rows[0]['Phase'] == 'transition'
+    assert rows[0]['Status'].startswith('disabled')
+    assert [r['Phase'] for r in rows[1:]] == ['skipped: SHUTOFF', 'unpinned']
+    pin.pin(ctx, 'intel-1', [], 'hard-reboot', False)
+    rows = as_dicts(status.status(ctx, 'intel-1'))
+    assert rows[0]['Phase'] == 'normal'
+    assert rows[2]['Phase'] == 'pinned'
+    assert rows[2]['CPU'] == 'kvm64'
