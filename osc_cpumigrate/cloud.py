@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
+from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 
 LOG = logging.getLogger(__name__)
@@ -180,12 +181,16 @@ class Cloud:
                        timeout: float) -> Any:
         """Restart so the hypervisor rebuilds the domain from its nova.conf:
         one hard reboot, or stop then start (the runbook's steps 4-5)."""
-        if method == 'hard-reboot':
-            self.compute.reboot_server(server, 'HARD')
-        else:
-            self.compute.stop_server(server)
-            self.wait_for_server(server, 'SHUTOFF', timeout)
-            self.compute.start_server(server)
+        try:
+            if method == 'hard-reboot':
+                self.compute.reboot_server(server, 'HARD')
+            else:
+                self.compute.stop_server(server)
+                self.wait_for_server(server, 'SHUTOFF', timeout)
+                self.compute.start_server(server)
+        except sdk_exc.HttpException as exc:
+            raise WorkflowError('Nova refused the %s: %s'
+                                % (method, http_message(exc))) from None
         return self.wait_for_server(server, 'ACTIVE', timeout)
 
     # -- migrations -------------------------------------------------------
