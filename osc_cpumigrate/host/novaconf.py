@@ -1,0 +1,346 @@
+"""Pure nova.conf logic: read the CPU options, apply/undo the transition
+settings, mask secrets, diff.
+
+Nothing here touches SSH or the file system, so every rule that protects an
+operator's nova.conf is unit-testable on sample files.
+
+Editing is line-based on purpose: configupdater (``strict=False``, so repeated
+options and sections are accepted) parses the file and tells us where every
+section, option and comment lies; we then replace only the lines of the CPU
+options and insert our own.  Every other byte of the file is kept as it was,
+including comments, blank lines, repeated options, odd spacing, CRLF line ends
+and bytes that are not UTF-8 (decoded with ``surrogateescape``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import difflib
+import hashlib
+import re
+from typing import Sequence
+
+from osc_cpumigrate.host.api import CpuSettings
+
+SECTION = 'libvirt'
+CPU_MODE = 'cpu_mode'
+CPU_MODELS = 'cpu_models'
+CPU_MODEL_DEPRECATED = 'cpu_model'
+CPU_EXTRA_FLAGS = 'cpu_model_extra_flags'
+CPU_OPTIONS = (CPU_MODE, CPU_MODELS, CPU_MODEL_DEPRECATED, CPU_EXTRA_FLAGS)
+
+BACKUP_SUFFIX = '.cpumigrate-'
+MARKER_PREFIX = '# cpumigrate: transition CPU set '
+_MARKER_RE = re.compile(
+    r'^#\s*cpumigrate: transition CPU set (?P<at>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)'
+    r' by osc-cpumigrate; original saved as (?P<backup>.+?)\s*$')
+
+# CPU model and flag names as libvirt/QEMU spell them; anything else (spaces,
+# newlines, '=') could corrupt nova.conf, so it is refused before editing.
+_MODEL_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
+_FLAG_RE = re.compile(r'[+-]?[A-Za-z0-9][A-Za-z0-9_.-]*')
+
+SECRET_WORDS = ('password', 'secret', 'token', 'key')
+MASK = '***'
+# user:password@ in URLs, also after ',' for multi-host transport_url values.
+_URL_PASSWORD_RE = re.compile(r'(?P<pre>(?:://|,)[^\s:@/,]*:)(?P<pw>[^\s@]+)(?P<at>@)')
+_OPTION_LINE_RE = re.compile(
+    r'(?P<lead>[#;][ \t#;]*)?(?P<key>[^\s=:#;\[][^=:]*?)(?P<sep>[ \t]*[=:][ \t]*)(?P<value>.*)')
+
+
+class NovaConfError(ValueError):
+    """The text cannot be parsed or safely edited (message has no secrets)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Marker:
+    """What cpumigrate's marker comment records about a transition."""
+
+    changed_at: datetime.datetime
+    backup: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Block:
+    """One parsed piece of the file with its line span [start, end)."""
+
+    section: str | None      # None: before the first section header
+    kind: str                # header | option | comment | space
+    key: str | None
+    value: str | None
+    start: int
+    end: int
+
+
+# --------------------------------------------------------------------- text
+
+def decode(data: bytes) -> str:
+    """Bytes -> text that encodes back to the very same bytes."""
+    return data.decode('utf-8', errors='surrogateescape')
+
+
+def encode(text: str) -> bytes:
+    return text.encode('utf-8', errors='surrogateescape')
+
+
+def sha256(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = encode(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def split_lines(text: str) -> list[str]:
+    """Split on '\\n' only, keeping line ends (as configupdater reads)."""
+    return re.findall(r'[^\n]*\n|[^\n]+$', text)
+
+
+# ------------------------------------------------------------------ parsing
+
+def _parse(text: str) -> list[_Block]:
+    """Parse with configupdater and map every block to its line span.
+
+    Raises NovaConfError if configupdater refuses the text or if its blocks do
+    not account for every line (then editing by line numbers would be unsafe).
+    """
+    import configparser
+
+    from configupdater import ConfigUpdater
+    from configupdater.block import Comment, Space
+    from configupdater.option import Option
+    from configupdater.section import Section
+
+    updater = ConfigUpdater(strict=False)
+    try:
+        updater.read_string(text)
+    except (configparser.Error, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NovaConfError('not a valid INI file (%s)' % mask_text(first)) from exc
+
+    def nlines(block) -> int:
+        lines = getattr(block, 'lines', None)
+        if lines is None:
+            lines = getattr(block, '_lines')
+        return len(lines)
+
+    blocks: list[_Block] = []
+    pos = 0
+
+    def add(section, kind, key, value, count):
+        nonlocal pos
+        blocks.append(_Block(section, kind, key, value, pos, pos + count))
+        pos += count
+
+    for top in updater.iter_blocks():
+        if isinstance(top, Section):
+            add(top.name, 'header', None, None, nlines(top))
+            for blk in top.iter_blocks():
+                if isinstance(blk, Option):
+                    add(top.name, 'option', blk.raw_key, blk.value, nlines(blk))
+                elif isinstance(blk, Comment):
+                    add(top.name, 'comment', None, None, nlines(blk))
+                elif isinstance(blk, Space):
+                    add(top.name, 'space', None, None, nlines(blk))
+                else:  # pragma: no cover - configupdater has no other kinds
+                    add(top.name, 'comment', None, None, nlines(blk))
+        else:
+            kind = 'space' if isinstance(top, Space) else 'comment'
+            add(None, kind, None, None, nlines(top))
+    lines = split_lines(text)
+    if pos != len(lines) or str(updater) != text:
+        raise NovaConfError('cannot map the file line by line for a safe edit')
+    return blocks
+
+
+def _split_list(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(v.strip() for v in value.replace('\n', ',').split(',') if v.strip())
+
+
+def read_settings(text: str) -> CpuSettings:
+    """The CPU options oslo.config would see in ``[libvirt]``.
+
+    Like oslo.config: the last occurrence wins (repeated sections are merged)
+    and ``cpu_models`` wins over its deprecated name ``cpu_model``.
+    """
+    values: dict[str, str | None] = {}
+    for blk in _parse(text):
+        if blk.section == SECTION and blk.kind == 'option' and blk.key in CPU_OPTIONS:
+            values[blk.key] = blk.value
+    mode = (values.get(CPU_MODE) or '').strip() or None
+    if CPU_MODELS in values:
+        models = _split_list(values[CPU_MODELS])
+    else:
+        models = _split_list(values.get(CPU_MODEL_DEPRECATED))
+    flags = _split_list(values.get(CPU_EXTRA_FLAGS))
+    return CpuSettings(mode=mode, models=models, extra_flags=flags)
+
+
+def find_marker(text: str) -> Marker | None:
+    """cpumigrate's transition marker in ``[libvirt]``, if the file has one."""
+    lines = split_lines(text)
+    for blk in _parse(text):
+        if blk.section != SECTION or blk.kind != 'comment':
+            continue
+        for line in lines[blk.start:blk.end]:
+            match = _MARKER_RE.match(line.strip())
+            if match:
+                at = datetime.datetime.strptime(match['at'], '%Y-%m-%dT%H:%M:%SZ')
+                return Marker(at.replace(tzinfo=datetime.timezone.utc), match['backup'])
+    return None
+
+
+# ------------------------------------------------------------------ editing
+
+def utc_now() -> datetime.datetime:
+    """Now, UTC, whole seconds (the marker and backup name keep seconds)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def _utc(when: datetime.datetime) -> datetime.datetime:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.astimezone(datetime.timezone.utc).replace(microsecond=0)
+
+
+def backup_path(conf_path: str, when: datetime.datetime) -> str:
+    """``<nova.conf>.cpumigrate-<UTC timestamp>``, next to the original."""
+    return conf_path + BACKUP_SUFFIX + _utc(when).strftime('%Y%m%dT%H%M%SZ')
+
+
+def marker_line(when: datetime.datetime, backup: str) -> str:
+    if '\n' in backup or '\r' in backup:
+        raise NovaConfError('backup path must be one line')
+    return '%s%s by osc-cpumigrate; original saved as %s' % (
+        MARKER_PREFIX, _utc(when).strftime('%Y-%m-%dT%H:%M:%SZ'), backup)
+
+
+def check_model_and_flags(model: str, flags: Sequence[str]) -> None:
+    """Refuse names that could break nova.conf's syntax."""
+    if not _MODEL_RE.fullmatch(model or ''):
+        raise NovaConfError('invalid CPU model name %r' % model)
+    for flag in flags:
+        if not _FLAG_RE.fullmatch(flag):
+            raise NovaConfError('invalid CPU flag %r' % flag)
+
+
+def transition_settings(model: str, flags: Sequence[str] = ()) -> CpuSettings:
+    """The settings :func:`apply_transition` writes."""
+    return CpuSettings(mode='custom', models=(model,), extra_flags=tuple(flags))
+
+
+def apply_transition(text: str, model: str, flags: Sequence[str],
+                     when: datetime.datetime, backup: str) -> str:
+    """Return ``text`` with the transition CPU settings in ``[libvirt]``.
+
+    Every ``cpu_mode`` / ``cpu_models`` / ``cpu_model`` (deprecated name) /
+    ``cpu_model_extra_flags`` line of every ``[libvirt]`` section is removed;
+    the marker comment and the new options go where the first of them was
+    (or after the last option of the last ``[libvirt]``, or in a new
+    ``[libvirt]`` at the end).  Deterministic: same input, same output, which
+    is what lets a later process prove the file is still ours.
+    """
+    check_model_and_flags(model, flags)
+    blocks = _parse(text)
+    lines = split_lines(text)
+    eol = '\r\n' if lines and lines[0].endswith('\r\n') else '\n'
+    new = [marker_line(when, backup) + eol,
+           '%s = custom%s' % (CPU_MODE, eol),
+           '%s = %s%s' % (CPU_MODELS, model, eol)]
+    if flags:
+        new.append('%s = %s%s' % (CPU_EXTRA_FLAGS, ', '.join(flags), eol))
+
+    cpu_blocks = [b for b in blocks
+                  if b.section == SECTION and b.kind == 'option' and b.key in CPU_OPTIONS]
+    drop = {i for b in cpu_blocks for i in range(b.start, b.end)}
+    if cpu_blocks:
+        insert_at = cpu_blocks[0].start
+    else:
+        headers = [b for b in blocks if b.section == SECTION and b.kind == 'header']
+        if headers:
+            last = headers[-1]
+            section_blocks = [b for b in blocks
+                              if b.section == SECTION and b.start >= last.start]
+            # this section's blocks run until the next header
+            following = [b for b in blocks if b.kind == 'header' and b.start > last.start]
+            limit = following[0].start if following else len(lines)
+            options = [b for b in section_blocks if b.kind == 'option' and b.end <= limit]
+            insert_at = options[-1].end if options else last.end
+        else:
+            insert_at = None
+
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        if index == insert_at:
+            out.extend(new)
+        if index not in drop:
+            out.append(line)
+    if insert_at is not None and insert_at >= len(lines):
+        if out and not out[-1].endswith('\n'):
+            out[-1] += eol
+        out.extend(new)
+    if insert_at is None:
+        if out and not out[-1].endswith('\n'):
+            out[-1] += eol
+        if out and out[-1].strip():
+            out.append(eol)
+        out.append('[%s]%s' % (SECTION, eol))
+        out.extend(new)
+    # an insertion right after a last line without line end
+    result = ''.join(out)
+    _parse(result)  # never hand back something we cannot read again
+    return result
+
+
+# ------------------------------------------------------------------ masking
+
+def is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+def mask_value(value: str) -> str:
+    """Mask passwords inside URLs (``rabbit://user:PASS@host``)."""
+    return _URL_PASSWORD_RE.sub(lambda m: m['pre'] + MASK + m['at'], value)
+
+
+def mask_text(text: str) -> str:
+    """Mask secret option values and URL passwords, line by line.
+
+    The number of lines never changes, so a diff of masked texts lines up
+    with the real one.  Continuation lines of a secret option are masked too.
+    """
+    out = []
+    in_secret = False
+    for line in split_lines(text) if text else []:
+        body = line.rstrip('\r\n')
+        eol = line[len(body):]
+        if body[:1] in (' ', '\t') and body.strip():
+            if in_secret:
+                indent = body[:len(body) - len(body.lstrip())]
+                out.append(indent + MASK + eol)
+            else:
+                out.append(mask_value(body) + eol)
+            continue
+        in_secret = False
+        match = _OPTION_LINE_RE.fullmatch(body)
+        if match and is_secret_name(match['key']):
+            # also commented-out ones: "#password = old-one" is still a secret
+            in_secret = not match['lead']
+            value = MASK if match['value'] else ''
+            out.append((match['lead'] or '') + match['key'] + match['sep'] + value + eol)
+            continue
+        out.append(mask_value(body) + eol)
+    return ''.join(out)
+
+
+def unified_diff(path: str, before: str, after: str) -> str:
+    """A unified diff of two versions of a file, secrets masked."""
+    diff = difflib.unified_diff(
+        split_lines(mask_text(before)), split_lines(mask_text(after)),
+        fromfile=path, tofile=path + ' (cpumigrate)')
+    out = []
+    for line in diff:
+        out.append(line if line.endswith('\n') else line + '\n\\ No newline at end of file\n')
+    return ''.join(out)

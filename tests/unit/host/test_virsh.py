@@ -1,0 +1,124 @@
+"""Parsing of recorded virsh output."""
+
+import base64
+
+import pytest
+
+from osc_cpumigrate.host import virsh
+from osc_cpumigrate.host.api import HostError
+
+DUMPXML = """<domain type='kvm' id='3'>
+  <name>instance-0000002a</name>
+  <uuid>0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0</uuid>
+  <cpu mode='custom' match='exact' check='full'>
+    <model fallback='forbid'>Skylake-Server-IBRS</model>
+    <vendor>Intel</vendor>
+    <topology sockets='1' dies='1' cores='2' threads='1'/>
+    <feature policy='require' name='pcid'/>
+    <feature policy='disable' name='mpx'/>
+    <feature policy='force' name='ssbd'/>
+  </cpu>
+</domain>"""
+
+CAPABILITIES = """<capabilities>
+  <host>
+    <uuid>44454c4c-3000-1051-8048-b7c04f4e4d32</uuid>
+    <cpu>
+      <arch>x86_64</arch>
+      <model>EPYC-Rome</model>
+      <vendor>AMD</vendor>
+      <microcode version='137367679'/>
+      <topology sockets='1' dies='1' cores='32' threads='2'/>
+      <feature name='x2apic'/>
+      <feature name='topoext'/>
+      <pages unit='KiB' size='4'/>
+    </cpu>
+  </host>
+</capabilities>"""
+
+DOMCAPABILITIES = """<domainCapabilities>
+  <path>/usr/bin/qemu-system-x86_64</path>
+  <cpu>
+    <mode name='host-passthrough' supported='yes'/>
+    <mode name='host-model' supported='yes'>
+      <model fallback='forbid'>EPYC-Rome</model>
+      <vendor>AMD</vendor>
+      <feature policy='require' name='x2apic'/>
+      <feature policy='require' name='topoext'/>
+      <feature policy='disable' name='xsaves'/>
+    </mode>
+    <mode name='custom' supported='yes'>
+      <model usable='yes' vendor='Intel'>Westmere</model>
+      <model usable='no' vendor='Intel'>Skylake-Server-IBRS</model>
+      <model usable='yes' vendor='AMD'>EPYC-Rome</model>
+      <model usable='yes'>kvm64</model>
+    </mode>
+  </cpu>
+</domainCapabilities>"""
+
+VERSION = """Compiled against library: libvirt 9.0.0
+Using library: libvirt 9.0.0
+Using API: QEMU 9.0.0
+Running hypervisor: QEMU 7.2.0
+"""
+
+
+def test_guest_cpu():
+    cpu = virsh.parse_guest_cpu(DUMPXML)
+    assert (cpu.mode, cpu.model, cpu.vendor) == ('custom', 'Skylake-Server-IBRS', 'Intel')
+    assert cpu.features == (('require', 'pcid'), ('disable', 'mpx'), ('force', 'ssbd'))
+    assert cpu.required_features() == {'pcid', 'ssbd'}
+    assert cpu.xml.startswith('<cpu mode="custom"') and cpu.xml.endswith('</cpu>')
+    assert virsh.parse_guest_cpu(cpu.xml) == cpu
+
+
+def test_guest_cpu_defaults():
+    cpu = virsh.parse_guest_cpu('<domain><cpu><model>kvm64</model></cpu></domain>')
+    assert cpu.mode == 'custom' and cpu.model == 'kvm64'
+    cpu = virsh.parse_guest_cpu("<domain><cpu mode='host-passthrough'/></domain>")
+    assert cpu.mode == 'host-passthrough' and cpu.model is None
+    assert virsh.parse_guest_cpu('<domain/>').mode is None
+    with pytest.raises(HostError):
+        virsh.parse_guest_cpu('error: oops')
+
+
+def test_host_cpu_parts():
+    caps = virsh.parse_capabilities(CAPABILITIES)
+    assert caps == {'arch': 'x86_64', 'vendor': 'AMD', 'model': 'EPYC-Rome',
+                    'features': frozenset({'x2apic', 'topoext'})}
+    dom = virsh.parse_domcapabilities(DOMCAPABILITIES)
+    assert dom['host_model'] == 'EPYC-Rome'
+    assert dom['host_model_features'] == {'x2apic', 'topoext'}
+    assert dom['host_model_disabled'] == {'xsaves'}
+    assert dom['usable_models'] == {'Westmere', 'EPYC-Rome', 'kvm64'}
+    assert virsh.parse_version(VERSION) == ('9.0.0', '7.2.0')
+    assert virsh.parse_version('') == (None, None)
+
+
+@pytest.mark.parametrize('code,out,expected', [
+    (0, 'CPU described in /dev/stdin is identical to the CPU provided by hypervisor on the '
+        'host\n', ('identical', True)),
+    (0, 'The CPU provided by hypervisor on the host is a superset of CPU described in '
+        '/dev/stdin\n', ('superset', True)),
+    (1, 'CPU described in /dev/stdin is incompatible with the CPU provided by hypervisor on '
+        'the host\n', ('incompatible', False)),
+])
+def test_compare(code, out, expected):
+    result = virsh.parse_compare(code, out, '')
+    assert (result.result, result.compatible) == expected
+
+
+def test_compare_error():
+    with pytest.raises(HostError, match='not supported'):
+        virsh.parse_compare(1, '', 'error: Failed to compare hypervisor CPU with /dev/stdin\n'
+                                   'error: this function is not supported')
+
+
+def test_cpu_map_bundle():
+    text = ''.join('%s%s\n%s\n' % (virsh.CPU_MAP_SEPARATOR, name,
+                                   base64.b64encode(body.encode()).decode())
+                   for name, body in (('index.xml', '<cpus/>\n'), ('x86_kvm64.xml', '<cpus>\n'
+                                      '<model name="kvm64"/></cpus>\n'), ('empty.xml', '')))
+    assert virsh.parse_cpu_map(text) == {
+        'index.xml': '<cpus/>\n', 'x86_kvm64.xml': '<cpus>\n<model name="kvm64"/></cpus>\n',
+        'empty.xml': ''}
