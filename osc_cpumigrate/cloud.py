@@ -193,6 +193,25 @@ class Cloud:
                                 % (method, http_message(exc))) from None
         return self.wait_for_server(server, 'ACTIVE', timeout)
 
+    def image_properties(self, server: Any) -> dict[str, str]:
+        """The properties of the image a server was booted from ({} for a
+        server booted from a volume or whose image is gone)."""
+        image = server.image or {}
+        image_id = image.get('id') if isinstance(image, dict) else getattr(
+            image, 'id', None)
+        if not image_id:
+            return {}
+        try:
+            found = self.conn.image.get_image(image_id)
+        except sdk_exc.NotFoundException:
+            return {}
+        props = dict(found.properties or {})
+        for name in ('os_distro', 'os_version', 'os_type'):
+            value = getattr(found, name, None)
+            if value:
+                props[name] = value
+        return {k: str(v) for k, v in props.items()}
+
     # -- migrations -------------------------------------------------------
 
     def require_microversion(self, version: str, what: str) -> None:

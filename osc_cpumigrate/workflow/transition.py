@@ -1,43 +1,158 @@
 """Which transition CPU to use, and whether a guest can run on it.
 
-``--cpu-model auto`` asks every source and destination host (their libvirt
-CPU map, host-model CPU and ``virsh hypervisor-cpu-compare``); an explicit
-model is taken as given.
+``--cpu-model auto`` asks every source and destination host: their host-model
+CPU, the libvirt CPU map of the host with the oldest libvirt, and libvirt's
+own ``virsh hypervisor-cpu-compare`` on each host for the chosen candidate.
+An explicit model is checked against the same CPU map.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
-from typing import Sequence
+import re
+from typing import Any, Callable, Sequence
 
 from osc_cpumigrate.errors import WorkflowError
+from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
 
 LOG = logging.getLogger(__name__)
 
 
-def clean_flags(flags: Sequence[str]) -> tuple[str, ...]:
-    out = []
-    for flag in flags:
-        for part in flag.replace(',', ' ').split():
-            if part and part not in out:
-                out.append(part)
-    return tuple(out)
+@dataclasses.dataclass
+class Evaluation:
+    """The hosts' CPUs and the transition CPU with each host's verdict."""
+
+    cpus: dict[str, host_api.HostCpu]
+    cpu: Any                                   # cpu.transition.TransitionCpu
+    results: dict[str, host_api.CompareResult]
+    refused: tuple = ()                        # cpu.transition.Refusal
+    error: str | None = None                   # no CPU accepted everywhere
+
+
+def version_key(text: str | None) -> tuple[int, ...]:
+    """``9.0.0`` -> (9, 0, 0); unknown sorts first (treated as oldest)."""
+    return tuple(int(n) for n in re.findall(r'\d+', text or ''))
+
+
+def evaluate(ctx: common.Context, source: str, destinations: Sequence[str],
+             model: str, flags: Sequence[str]) -> Evaluation:
+    """Gather the hosts' CPUs and choose (auto) or check (explicit) the
+    transition CPU with ``virsh hypervisor-cpu-compare`` on every host."""
+    from osc_cpumigrate.cpu import cpumap
+    from osc_cpumigrate.cpu import transition
+
+    names = list(dict.fromkeys([source, *destinations]))
+    with contextlib.ExitStack() as stack:
+        hosts = {n: stack.enter_context(ctx.host(n)) for n in names}
+        cpus = {n: h.host_cpu() for n, h in hosts.items()}
+        oldest = min(names, key=lambda n: version_key(cpus[n].libvirt_version))
+        try:
+            cpu_map = cpumap.CpuMap.from_files(hosts[oldest].cpu_map())
+        except cpumap.CpuMapError as exc:
+            raise WorkflowError('the libvirt CPU map of %s: %s'
+                                % (oldest, exc)) from None
+
+        def compare(cpu: Any) -> dict[str, host_api.CompareResult]:
+            ctx.progress('comparing %s on %s' % (cpu.describe(),
+                                                 ', '.join(names)))
+            return {n: h.compare_cpu(cpu.as_xml()) for n, h in hosts.items()}
+
+        try:
+            if model == 'auto':
+                if flags:
+                    raise WorkflowError('--cpu-flag goes with an explicit '
+                                        '--cpu-model; auto chooses the flags '
+                                        'itself')
+                cands = transition.candidates(cpu_map, list(cpus.values()))
+                choice = transition.choose(cands, compare)
+                return Evaluation(cpus, choice.cpu, dict(choice.results),
+                                  tuple(choice.refused))
+            cpu = transition.explicit(cpu_map, model, flags,
+                                      list(cpus.values()))
+        except transition.NoTransitionCpu as exc:
+            return Evaluation(cpus, None, {}, tuple(exc.refused), str(exc))
+        except (ValueError, cpumap.CpuMapError) as exc:
+            raise WorkflowError(str(exc)) from None
+        return Evaluation(cpus, cpu, compare(cpu))
 
 
 def resolve(ctx: common.Context, source: str, destinations: Sequence[str],
             model: str, flags: Sequence[str]) -> tuple[str, tuple[str, ...]]:
-    """The (model, extra flags) to write into the source's nova.conf."""
+    """The (model, extra flags) ``prepare`` writes into the source's
+    nova.conf.  An explicit model is taken as given (nova-compute itself
+    refuses to start with one its host cannot run, and prepare then rolls
+    back); auto needs the destinations."""
     if model != 'auto':
         if not model.strip():
             raise WorkflowError('--cpu-model needs a model name or auto')
         return model.strip(), clean_flags(flags)
-    if flags:
-        raise WorkflowError('--cpu-flag goes with an explicit --cpu-model; '
-                            'auto chooses the flags itself')
-    raise WorkflowError('--cpu-model auto is not available yet: name a '
-                        'model, e.g. --cpu-model kvm64')
+    if not destinations:
+        raise WorkflowError(
+            '--cpu-model auto (the default) chooses the transition CPU from '
+            'the source and its destinations: give --destination HOST (as '
+            'for migrate), or name a model with --cpu-model (the manual '
+            'runbook uses kvm64)')
+    found = evaluate(ctx, source, destinations, model, flags)
+    if found.cpu is None:
+        raise WorkflowError('no transition CPU is accepted by every host: %s'
+                            % found.error)
+    ctx.progress('transition CPU: %s' % found.cpu.describe())
+    return found.cpu.model, tuple(found.cpu.extra_flags)
 
 
-def floor_check(ctx: common.Context):
-    return None
+def clean_flags(flags: Sequence[str]) -> tuple[str, ...]:
+    """``['pcid,+ssbd', 'aes']`` -> ``('pcid', '+ssbd', 'aes')``."""
+    out: list[str] = []
+    for flag in flags:
+        for part in flag.replace(',', ' ').split():
+            if part not in out:
+                out.append(part)
+    return tuple(out)
+
+
+def floor_check(ctx: common.Context,
+                features: frozenset[str] | None = None) -> Callable[
+        [Any, host_api.CpuSettings, host_api.Host], str | None]:
+    """For pin: why a server must not get the transition CPU, or None.
+
+    The floor comes from the server's metadata key or its image; the
+    transition CPU's features from the host's own CPU map (read once, and
+    only when some server has a floor), unless the caller knows them."""
+    from osc_cpumigrate.cpu import cpumap
+    from osc_cpumigrate.cpu import floors
+    from osc_cpumigrate.cpu import transition
+
+    known: dict[str, frozenset[str]] = {}
+
+    def check(server: Any, settings: host_api.CpuSettings,
+              host: host_api.Host) -> str | None:
+        try:
+            floor = floors.guest_floor(ctx.cloud.image_properties(server),
+                                       server.metadata or {})
+        except floors.InvalidFloor as exc:
+            return 'invalid %s: %s' % (floors.METADATA_KEY, exc)
+        if floor is None:
+            return None
+        if features is not None:
+            known.setdefault(host.name, features)
+        if host.name not in known:
+            try:
+                cpu_map = cpumap.CpuMap.from_files(host.cpu_map())
+                known[host.name] = transition.explicit(
+                    cpu_map, settings.model or '', settings.extra_flags
+                ).features
+            except (ValueError, cpumap.CpuMapError) as exc:
+                return ('cannot tell whether the transition CPU meets its '
+                        'floor (%s): %s' % (floor.describe(), exc))
+        ok, missing = floors.satisfied(floor, known[host.name])
+        if ok:
+            return None
+        return ('its guest needs %s; the transition CPU %s lacks %s '
+                '(--ignore-guest-floor overrides)'
+                % (floor.describe(), settings.describe(),
+                   ' '.join(sorted(missing))))
+
+    return check

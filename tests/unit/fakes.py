@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
+import pathlib
 import uuid
 from typing import Any, Sequence
 from unittest import mock
 
 from openstack import exceptions as sdk_exc
 from openstack.compute.v2 import _proxy
+from openstack.image.v2 import image as _image
 from openstack.compute.v2 import migration as _migration
 from openstack.compute.v2 import server as _server
 from openstack.compute.v2 import server_action as _server_action
@@ -30,6 +32,7 @@ from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow.common import Context
 
 UTC = datetime.timezone.utc
+CPU_MAP = pathlib.Path(__file__).parent / 'cpu' / 'data' / 'cpu_map'
 HOST_MODELS = {'intel': 'Skylake-Server-IBRS', 'amd': 'EPYC-Rome'}
 
 
@@ -68,6 +71,10 @@ class FakeHost:
         self.unreadable = False
         self.calls: list[str] = []
         self.closed = False
+        self.libvirt_version = '9.0.0'
+        self.qemu_version = '7.2.0'
+        self.refuse_compare = False
+        self.compared: list[str] = []
 
     # -- what the simulation needs ---------------------------------------
 
@@ -141,13 +148,22 @@ class FakeHost:
     def host_cpu(self) -> host_api.HostCpu:
         model = HOST_MODELS[self.vendor]
         return host_api.HostCpu('x86_64', self.vendor.upper(), model,
-                                frozenset({'ss'}), host_model=model)
+                                frozenset({'ss'}), host_model=model,
+                                libvirt_version=self.libvirt_version,
+                                qemu_version=self.qemu_version)
 
     def compare_cpu(self, cpu_xml: str) -> host_api.CompareResult:
+        self.compared.append(cpu_xml)
+        if self.refuse_compare:
+            return host_api.CompareResult(
+                False, 'incompatible', 'CPU described in /dev/stdin is '
+                'incompatible with the CPU provided by hypervisor on the host')
         return host_api.CompareResult(True, 'superset')
 
     def cpu_map(self) -> dict[str, str]:
-        return {}
+        """The real libvirt 9.0 CPU map the CPU tests ship."""
+        return {p.name: p.read_text() for p in CPU_MAP.iterdir()
+                if p.suffix == '.xml'}
 
     def close(self) -> None:
         self.closed = True
@@ -162,6 +178,10 @@ class World:
         self.compute = mock.Mock(spec=_proxy.Proxy)
         self.conn = mock.Mock()
         self.conn.compute = self.compute
+        self.images = {'img': {}}
+        self.conn.image.get_image.side_effect = (
+            lambda image_id: _image.Image(id=image_id,
+                                          **self.images[image_id]))
         self.hosts = {h: FakeHost(self, h) for h in hosts}
         self.services = {
             h: _service.Service(
@@ -181,7 +201,8 @@ class World:
     # -- setup helpers -----------------------------------------------------
 
     def boot(self, host: str, count: int = 1, status: str = 'ACTIVE',
-             prefix: str = 'vm') -> list[_server.Server]:
+             prefix: str = 'vm', image: str = 'img',
+             metadata: dict | None = None) -> list[_server.Server]:
         out = []
         for _ in range(count):
             n = next(self.seq)
@@ -190,7 +211,7 @@ class World:
                 id=sid, name='%s-%d' % (prefix, n), status=status,
                 compute_host=host, task_state=None, fault=None,
                 flavor={'vcpus': 1, 'ram': 512, 'disk': 1},
-                image={'id': 'img'}, metadata={})
+                image={'id': image}, metadata=dict(metadata or {}))
             self.servers[sid] = server
             self.hosts[host].domains[sid] = self.hosts[host].build_guest()
             out.append(server)
