@@ -1,0 +1,236 @@
+"""End to end: ``openstack cpumigrate`` as an operator runs it, against the
+lab's real Nova, real SSH and simulated libvirt hosts.
+
+The tests share one lab and run in file order: each uses its own servers and
+leaves the hosts it touched in a state the next one expects.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+LABCTL = pathlib.Path(__file__).parents[1] / 'lab' / 'labctl'
+OPENSTACK = str(pathlib.Path(sys.executable).with_name('openstack'))
+
+
+def run(env, argv, ok=True, timeout=900):
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    if ok and proc.returncode != 0:
+        raise AssertionError('%s failed (%d):\n%s\n%s' % (
+            ' '.join(argv), proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def cpumigrate(env, *args, ok=True):
+    """Run a verb with -f json; return (exit code, rows, stderr)."""
+    proc = run(env, [OPENSTACK, 'cpumigrate', *args, '-f', 'json'], ok=ok)
+    rows = json.loads(proc.stdout) if proc.stdout.strip() else []
+    return proc.returncode, rows, proc.stderr
+
+
+def osc(env, *args):
+    return json.loads(run(env, [OPENSTACK, *args, '-f', 'json']).stdout)
+
+
+def servers_on(env, host):
+    return {s['ID']: s for s in osc(env, 'server', 'list', '--all-projects',
+                                    '--host', host, '--long')}
+
+
+def server(env, sid):
+    return osc(env, 'server', 'show', sid)
+
+
+def host_of(env, sid):
+    return server(env, sid)['OS-EXT-SRV-ATTR:host']
+
+
+def ssh(env, host, *command):
+    return run(env, ['ssh', '-F', env['OS_CPUMIGRATE_SSH_CONFIG'],
+                     '-o', 'BatchMode=yes', host, 'sudo', '-n',
+                     *command]).stdout
+
+
+def nova_conf(env, host):
+    return ssh(env, host, 'cat', '/etc/nova/nova.conf')
+
+
+def domain_model(env, host, sid):
+    import xml.etree.ElementTree as ET
+    cpu = ET.fromstring(ssh(env, host, 'virsh', 'dumpxml', sid)).find('cpu')
+    return cpu.findtext('model') if cpu is not None else None
+
+
+def boot(env, host, count, prefix, *extra):
+    before = set(servers_on(env, host))
+    run(env, [str(LABCTL), 'boot', '--host', host, '--count', str(count),
+              '--name-prefix', prefix, *extra])
+    return sorted(set(servers_on(env, host)) - before)
+
+
+def fault(env, host, what):
+    run(env, [str(LABCTL), 'fault', host, what])
+
+
+def by(rows, key='Server'):
+    return {r[key]: r for r in rows}
+
+
+def test_plain_live_migration_fails_before_prepare(lab_env):
+    [sid] = boot(lab_env, 'intel-2', 1, 'plain')
+    proc = run(lab_env, [OPENSTACK, 'server', 'migrate', '--live-migration',
+                         '--host', 'amd-2', '--wait', sid], ok=False)
+    events = run(lab_env, [OPENSTACK, 'server', 'event', 'list', sid,
+                           '-f', 'json']).stdout
+    details = proc.stderr + proc.stdout
+    for event in json.loads(events):
+        details += run(lab_env, [OPENSTACK, 'server', 'event', 'show', sid,
+                                 event['Request ID'], '-f', 'json']).stdout
+    assert "Unacceptable CPU info: CPU doesn't have compatibility" in details
+    shown = server(lab_env, sid)
+    assert shown['status'] == 'ACTIVE'
+    assert shown['OS-EXT-SRV-ATTR:host'] == 'intel-2'
+    run(lab_env, [OPENSTACK, 'server', 'delete', '--wait', sid])
+
+
+def test_prepare_restart_fault_restores_nova_conf(lab_env):
+    before = nova_conf(lab_env, 'intel-2')
+    fault(lab_env, 'intel-2', 'next-start-fails')
+    try:
+        code, rows, err = cpumigrate(
+            lab_env, 'prepare', 'intel-2', '--cpu-model', 'kvm64',
+            '--service-timeout', '40', ok=False)
+    finally:
+        fault(lab_env, 'intel-2', 'clear')
+    assert code == 1
+    assert 'original nova.conf was restored' in err
+    assert nova_conf(lab_env, 'intel-2') == before
+    service = osc(lab_env, 'compute', 'service', 'list', '--host', 'intel-2',
+                  '--service', 'nova-compute')[0]
+    assert service['Status'] == 'enabled'
+
+
+def test_guest_floor_and_failed_migration_stop_the_run(lab_env):
+    plain = boot(lab_env, 'intel-2', 2, 'floor-plain')
+    [rhel] = boot(lab_env, 'intel-2', 1, 'floor-rhel', '--image', 'rhel9')
+    before = nova_conf(lab_env, 'intel-2')
+    cpumigrate(lab_env, 'prepare', 'intel-2', '--cpu-model', 'kvm64')
+
+    code, rows, err = cpumigrate(lab_env, 'pin', 'intel-2',
+                                 '--auto-approve', ok=False)
+    assert code == 1
+    rows = by(rows)
+    assert rows[rhel]['Result'].startswith('refused: its guest needs '
+                                           'x86-64-v2')
+    assert all(rows[s]['Result'] == 'pinned' for s in plain)
+    assert domain_model(lab_env, 'intel-2', rhel) == 'Skylake-Server-IBRS'
+    assert domain_model(lab_env, 'intel-2', plain[0]) == 'kvm64'
+    assert nova_conf(lab_env, 'intel-2') == before      # restored anyway
+
+    fault(lab_env, 'amd-2', 'migration-precheck-fails')
+    try:
+        code, rows, err = cpumigrate(lab_env, 'migrate', 'intel-2',
+                                     '--destination', 'amd-2', ok=False)
+    finally:
+        fault(lab_env, 'amd-2', 'clear')
+    assert code == 1
+    rows = by(rows)
+    assert rows[rhel]['Result'].startswith('refused: not pinned')
+    results = sorted(rows[s]['Result'] for s in plain)
+    assert results[0].startswith('failed: ')
+    assert results[1] == 'not migrated: the run stopped'
+    for sid in plain + [rhel]:
+        shown = server(lab_env, sid)
+        assert (shown['status'], shown['OS-EXT-SRV-ATTR:host']) == (
+            'ACTIVE', 'intel-2')
+
+
+def test_full_runbook_intel_to_amd_and_back(lab_env):
+    active = boot(lab_env, 'intel-1', 3, 'runbook')
+    [stopped] = boot(lab_env, 'intel-1', 1, 'runbook-off', '--stopped')
+    original = nova_conf(lab_env, 'intel-1')
+    dests = ['--destination', 'amd-1', '--destination', 'amd-2']
+
+    code, rows, err = cpumigrate(lab_env, 'check', 'intel-1', *dests)
+    verdicts = {(r['Check'], r['Host']): r['Verdict'] for r in rows}
+    assert verdicts[('transition cpu', '*')] == 'ok'
+    assert verdicts[('vendor', 'amd-1')] == 'warn'
+
+    code, [row], err = cpumigrate(lab_env, 'prepare', 'intel-1', *dests)
+    assert row['Result'] == 'prepared'
+    assert row['CPU After'].startswith('custom ')
+    model = row['CPU After'].split()[1]
+    assert model != 'kvm64'                      # auto found a richer CPU
+    assert cpumigrate(lab_env, 'prepare', 'intel-1', *dests)[1][0][
+        'Result'] == 'already prepared'
+
+    rows = by(cpumigrate(lab_env, 'pin', 'intel-1', '--auto-approve')[1])
+    assert {rows[s]['Result'] for s in active} == {'pinned'}
+    assert rows[stopped]['Result'] == 'skipped: SHUTOFF'
+    assert nova_conf(lab_env, 'intel-1') == original
+    assert {domain_model(lab_env, 'intel-1', s) for s in active} == {model}
+    assert {r['Result'] for r in cpumigrate(
+        lab_env, 'pin', 'intel-1', '--auto-approve')[1]
+        if r['Server'] in active} == {'already pinned'}
+
+    rows = by(cpumigrate(lab_env, 'migrate', 'intel-1', *dests)[1])
+    assert {rows[s]['Result'] for s in active} == {'live-migrated'}
+    assert rows[stopped]['Result'] == 'cold-migrated'
+    assert cpumigrate(lab_env, 'migrate', 'intel-1', *dests)[1] == []
+
+    for dest in ('amd-1', 'amd-2'):
+        rows = cpumigrate(lab_env, 'finalize', dest, '--auto-approve')[1]
+        assert {r['Result'] for r in rows} <= {'finalized', 'skipped: SHUTOFF',
+                                               'already finalized'}
+    for sid in active:
+        shown = server(lab_env, sid)
+        host = shown['OS-EXT-SRV-ATTR:host']
+        assert shown['status'] == 'ACTIVE' and host.startswith('amd-')
+        assert domain_model(lab_env, host, sid) == 'EPYC-Rome'
+    shown = server(lab_env, stopped)
+    assert shown['status'] == 'SHUTOFF'
+    assert shown['OS-EXT-SRV-ATTR:host'].startswith('amd-')
+    phases = {}
+    for dest in ('amd-1', 'amd-2'):
+        for r in cpumigrate(lab_env, 'status', dest)[1]:
+            phases[r['ID']] = r['Phase']
+    assert {phases[s] for s in active} == {'finalized'}
+    assert nova_conf(lab_env, 'intel-1') == original
+
+    # ... and back: amd-1's servers to intel-1, which the operator enables.
+    run(lab_env, [OPENSTACK, 'compute', 'service', 'set', '--enable',
+                  'intel-1', 'nova-compute'])
+    back = [s for s in active if host_of(lab_env, s) == 'amd-1']
+    assert back
+    amd_conf = nova_conf(lab_env, 'amd-1')
+    cpumigrate(lab_env, 'prepare', 'amd-1', '--destination', 'intel-1')
+    cpumigrate(lab_env, 'pin', 'amd-1', '--auto-approve')
+    rows = by(cpumigrate(lab_env, 'migrate', 'amd-1', '--destination',
+                         'intel-1')[1])
+    assert {rows[s]['Result'] for s in back} == {'live-migrated'}
+    cpumigrate(lab_env, 'finalize', 'intel-1', '--auto-approve')
+    for sid in back:
+        assert host_of(lab_env, sid) == 'intel-1'
+        assert domain_model(lab_env, 'intel-1', sid) == 'Skylake-Server-IBRS'
+    assert nova_conf(lab_env, 'amd-1') == amd_conf
+
+
+def test_bad_input_changes_nothing(lab_env):
+    for args, text in (
+            (['prepare', 'nope-1', '--cpu-model', 'kvm64'], 'unknown host'),
+            (['migrate', 'intel-2', '--destination', 'intel-2'],
+             'source itself'),
+            (['pin', 'intel-2', '--server', 'no-such-server',
+              '--auto-approve'], 'no server named')):
+        code, rows, err = cpumigrate(lab_env, *args, ok=False)
+        assert code == 1 and text in err, err
+    env = dict(lab_env, OS_CPUMIGRATE_SSH_CONFIG=os.devnull)
+    code, rows, err = cpumigrate(env, 'status', 'intel-2', ok=False)
+    assert code == 1

@@ -1,0 +1,464 @@
+"""The lab hypervisor: a Nova virt driver that models a libvirt/KVM host's CPU.
+
+Loaded as ``compute_driver = labdriver.LabDriver``: the lab's launcher
+appends this directory to ``nova.virt.__path__`` (Nova only loads drivers
+from under ``nova.virt``).
+
+It behaves like nova.virt.libvirt.driver.LibvirtDriver where cpumigrate
+cares:
+
+* the host has a CPU (a named libvirt model plus host-only extras, read from
+  libvirt's CPU map), reported as ``cpu_info`` like ``_get_cpu_info()``;
+* every guest's CPU is built on spawn, power-on, hard reboot and cold
+  migration from this host's ``[libvirt] cpu_mode / cpu_models /
+  cpu_model_extra_flags`` and recorded in ``instance.vcpu_model`` the way
+  ``_get_guest_cpu_model_config()`` and ``_cpu_config_to_vcpu_model()`` do;
+* ``init_host`` refuses a configured model or flag the host cannot provide,
+  like ``_check_cpu_compatibility()``;
+* ``check_can_live_migrate_destination`` compares CPUs like ``_compare_cpu()``
+  and fails with ``Unacceptable CPU info: CPU doesn't have compatibility.``;
+* live migration moves the guest with its CPU unchanged.
+
+Guests are persisted in the host's ``state.json`` (which the lab's fake
+``virsh`` reads) and re-adopted when nova-compute restarts.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+
+from oslo_log import log as logging
+
+from nova.compute import power_state
+import nova.conf
+from nova import exception
+from nova import objects
+from nova.objects import fields as obj_fields
+from nova.virt import fake
+
+LAB_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if LAB_DIR not in sys.path:
+    sys.path.insert(0, LAB_DIR)
+
+from lablib import cpumap  # noqa: E402
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+STATE_NAMES = {
+    power_state.RUNNING: 'running',
+    power_state.PAUSED: 'paused',
+    power_state.SHUTDOWN: 'shut off',
+    power_state.CRASHED: 'crashed',
+    power_state.SUSPENDED: 'pmsuspended',
+    power_state.NOSTATE: 'shut off',
+}
+
+COMPARE_URL = ("http://libvirt.org/html/libvirt-libvirt-host.html#"
+               "virCPUCompareResult")
+
+
+def _write_json(path, data):
+    tmp = '%s.tmp.%d' % (path, os.getpid())
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _read_json(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+class LabDriver(fake.FakeDriverWithoutFakeNodes):
+    """A fake libvirt/KVM hypervisor with a CPU."""
+
+    vcpus = 32
+    memory_mb = 131072
+    local_gb = 2000
+
+    capabilities = dict(fake.FakeDriver.capabilities,
+                        supports_migrate_to_same_host=False)
+
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi, read_only)
+        self.host_dir = os.environ['LAB_HOST_DIR']
+        self.state_dir = os.environ['LAB_STATE_DIR']
+        self.host_def = _read_json(os.path.join(self.host_dir, 'host.json'))
+        self.cpu = cpumap.HostCPU(self.host_def['model'],
+                                  self.host_def.get('extras'))
+        self.domains = {}
+        self._lock = threading.RLock()
+        self._aborts = set()
+        self.host_status_base.update({
+            'hypervisor_type': 'QEMU',
+            'hypervisor_version': 7002000,
+            'supported_instances': [
+                (obj_fields.Architecture.X86_64, obj_fields.HVType.KVM,
+                 obj_fields.VMMode.HVM),
+                (obj_fields.Architecture.X86_64, obj_fields.HVType.QEMU,
+                 obj_fields.VMMode.HVM)],
+        })
+
+    # -- lab plumbing -----------------------------------------------------
+
+    @property
+    def _state_file(self):
+        return os.path.join(self.host_dir, 'state.json')
+
+    def _fault(self, host, name):
+        return os.path.exists(
+            os.path.join(self.state_dir, 'faults', host, name))
+
+    def _persist(self):
+        with self._lock:
+            _write_json(self._state_file, {
+                'host': self._host,
+                'updated': time.time(),
+                'domains': self.domains,
+            })
+
+    def _set_domain(self, instance, state, cpu=None):
+        with self._lock:
+            dom = self.domains.get(instance.uuid, {})
+            dom.update({
+                'uuid': instance.uuid,
+                'name': instance.name,
+                'state': state,
+                'vcpus': instance.flavor.vcpus,
+                'memory_mb': instance.flavor.memory_mb,
+            })
+            if cpu is not None:
+                dom['cpu'] = cpu
+            self.domains[instance.uuid] = dom
+            self.instances[instance.uuid] = fake.FakeInstance(
+                instance.name, state, instance.uuid)
+            self._persist()
+
+    def _drop_domain(self, uuid):
+        with self._lock:
+            self.domains.pop(uuid, None)
+            self.instances.pop(uuid, None)
+            self._persist()
+
+    # -- the guest CPU, like LibvirtDriver._get_guest_cpu_model_config ------
+
+    def _cpu_mode(self):
+        # virt_type=kvm on x86_64: no cpu_mode means host-model
+        return CONF.libvirt.cpu_mode or 'host-model'
+
+    def _build_guest_cpu(self, instance):
+        """Set instance.vcpu_model and return the guest's live CPU."""
+        mode = self._cpu_mode()
+        vcpus = instance.flavor.vcpus if instance.flavor else 1
+        topology = objects.VirtCPUTopology(sockets=vcpus, cores=1, threads=1)
+        vm = objects.VirtCPUModel(arch=None, vendor=None, model=None,
+                                  mode=mode, match=None, topology=topology,
+                                  features=[])
+        if mode == 'custom':
+            model = cpumap.canonical_model(CONF.libvirt.cpu_models[0])
+            flags = []
+            for flag in sorted(set(f.lower() for f in
+                                   CONF.libvirt.cpu_model_extra_flags)):
+                if flag.startswith('-'):
+                    flags.append((flag.lstrip('-'), 'disable'))
+                else:
+                    flags.append((flag.lstrip('+'), 'require'))
+            vm.model = model
+            vm.match = 'exact'
+            vm.features = [objects.VirtCPUFeature(name=n, policy=p)
+                           for n, p in flags]
+            live = {'mode': 'custom', 'model': model, 'vendor': None,
+                    'features': [[n, p] for n, p in flags]}
+        elif mode == 'host-passthrough':
+            live = {'mode': 'host-passthrough', 'model': self.cpu.model,
+                    'vendor': self.cpu.vendor,
+                    'features': [[f, 'require'] for f in self.cpu.extras]}
+        else:
+            # host-model: libvirt expands it at start to the host's model
+            # plus the host's extra features (what `virsh dumpxml` shows).
+            live = {'mode': 'host-model', 'model': self.cpu.model,
+                    'vendor': self.cpu.vendor,
+                    'features': [[f, 'require'] for f in self.cpu.extras]}
+        live['built_on'] = self._host
+        live['built_at'] = time.time()
+        instance.vcpu_model = vm
+        return live
+
+    def _check_cpu_compatibility(self):
+        """Like LibvirtDriver._check_cpu_compatibility() at init_host."""
+        mode = CONF.libvirt.cpu_mode
+        models = CONF.libvirt.cpu_models
+        if mode != 'custom':
+            if not models:
+                return
+            raise exception.Invalid(
+                "The cpu_models option is not required when "
+                "cpu_mode!=custom")
+        if not models:
+            raise exception.Invalid(
+                "The cpu_models option is required when cpu_mode=custom")
+        if CONF.workarounds.skip_cpu_compare_at_startup:
+            return
+        flags = set(x.lower() for x in CONF.libvirt.cpu_model_extra_flags)
+        for model in models:
+            try:
+                name = cpumap.canonical_model(model)
+            except cpumap.UnknownModel:
+                raise exception.InvalidCPUInfo(
+                    reason="Invalid CPU model '%s'" % model)
+            feats = [(f.lstrip('+-'),
+                      'disable' if f.startswith('-') else 'require')
+                     for f in flags]
+            result, missing = self.cpu.compare(name, None, feats)
+            if result == 'incompatible':
+                inner = exception.InvalidCPUInfo(
+                    reason="CPU doesn't have compatibility.\n\n0\n\n"
+                           "Refer to %s" % COMPARE_URL)
+                msg = ("Configured CPU model: %(model)s and CPU Flags "
+                       "%(flags)s are not compatible with host CPU. Please "
+                       "correct your config and try again. %(e)s "
+                       "(host lacks: %(missing)s)") % {
+                    'model': model, 'e': inner,
+                    'flags': CONF.libvirt.cpu_model_extra_flags,
+                    'missing': ', '.join(missing)}
+                raise exception.InvalidCPUInfo(reason=msg)
+
+    def _compare_cpu(self, guest_cpu, host_cpu_str):
+        """Like LibvirtDriver._compare_cpu(), against this host."""
+        if guest_cpu is None:
+            info = json.loads(host_cpu_str)
+            result, missing = self.cpu.compare(
+                info.get('model'), info.get('vendor'),
+                [(f, 'require') for f in info.get('features', [])])
+        else:
+            result, missing = self.cpu.compare(
+                guest_cpu.model, guest_cpu.vendor,
+                [(f.name, f.policy) for f in (guest_cpu.features or [])])
+        LOG.info('Lab CPU compare on %s: %s (missing: %s)', self._host,
+                 result, ', '.join(missing[:20]))
+        if result == 'incompatible':
+            m = "CPU doesn't have compatibility.\n\n%(ret)s\n\nRefer to %(u)s"
+            raise exception.InvalidCPUInfo(
+                reason=m % {'ret': 0, 'u': COMPARE_URL})
+
+    # -- driver interface -----------------------------------------------------
+
+    def init_host(self, host):
+        super().init_host(host)
+        self._check_cpu_compatibility()
+        state = _read_json(self._state_file, {}) or {}
+        with self._lock:
+            for uuid, dom in (state.get('domains') or {}).items():
+                self.domains[uuid] = dom
+                self.instances[uuid] = fake.FakeInstance(
+                    dom['name'], dom['state'], uuid)
+            self._persist()
+        LOG.info('Lab hypervisor %s (%s %s) re-adopted %d guest(s)', host,
+                 self.cpu.vendor, self.cpu.model, len(self.domains))
+
+    def get_host_ip_addr(self):
+        return self.host_def.get('ip', '127.0.0.1')
+
+    def get_available_resource(self, nodename):
+        resources = super().get_available_resource(nodename)
+        if resources:
+            resources['cpu_info'] = json.dumps(self.cpu.cpu_info())
+        return resources
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        cpu = self._build_guest_cpu(instance)
+        self._set_domain(instance, power_state.RUNNING if power_on
+                         else power_state.SHUTDOWN, cpu)
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        if instance.uuid not in self.domains:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        self._set_domain(instance, power_state.SHUTDOWN)
+
+    def power_on(self, context, instance, network_info,
+                 block_device_info=None, accel_info=None, share_info=None):
+        # libvirt: power_on() is _hard_reboot(): new XML from current conf
+        if instance.uuid not in self.domains:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        cpu = self._build_guest_cpu(instance)
+        self._set_domain(instance, power_state.RUNNING, cpu)
+
+    def reboot(self, context, instance, network_info, reboot_type,
+               block_device_info=None, bad_volumes_callback=None,
+               accel_info=None, share_info=None):
+        if reboot_type.lower() == 'hard' or instance.uuid not in self.domains:
+            cpu = self._build_guest_cpu(instance)
+            self._set_domain(instance, power_state.RUNNING, cpu)
+        else:
+            # soft reboot: the guest OS restarts, its CPU stays
+            self._set_domain(instance, power_state.RUNNING)
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        self._drop_domain(instance.uuid)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        pass
+
+    def unrescue(self, context, instance):
+        self._set_domain(instance, power_state.RUNNING)
+
+    def pause(self, instance):
+        self._set_domain(instance, power_state.PAUSED)
+
+    def unpause(self, instance):
+        self._set_domain(instance, power_state.RUNNING)
+
+    def suspend(self, context, instance):
+        self._set_domain(instance, power_state.SUSPENDED)
+
+    def resume(self, context, instance, network_info, block_device_info=None,
+               share_info=None):
+        self._set_domain(instance, power_state.RUNNING)
+
+    # cold migration / resize
+
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
+                                   network_info, block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        if instance.uuid in self.domains:
+            self._set_domain(instance, power_state.SHUTDOWN)
+        return ''
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        cpu = self._build_guest_cpu(instance)
+        self._set_domain(instance, power_state.RUNNING if power_on
+                         else power_state.SHUTDOWN, cpu)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        if migration.source_compute != migration.dest_compute:
+            self._drop_domain(instance.uuid)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        cpu = None
+        if instance.uuid not in self.domains:
+            cpu = self._build_guest_cpu(instance)
+        self._set_domain(instance, power_state.RUNNING if power_on
+                         else power_state.SHUTDOWN, cpu)
+
+    # live migration
+
+    def check_can_live_migrate_destination(self, context, instance,
+                                           src_compute_info, dst_compute_info,
+                                           block_migration=False,
+                                           disk_over_commit=False):
+        if self._fault(self._host, 'migration-precheck-fails'):
+            raise exception.MigrationPreCheckError(
+                reason='lab fault: live migrations to %s fail at pre-check'
+                       % self._host)
+        if not CONF.workarounds.skip_cpu_compare_on_dest:
+            try:
+                if not instance.vcpu_model or not instance.vcpu_model.model:
+                    self._compare_cpu(None, src_compute_info['cpu_info'])
+                else:
+                    self._compare_cpu(instance.vcpu_model, None)
+            except exception.InvalidCPUInfo as e:
+                raise exception.MigrationPreCheckError(reason=e)
+        return super().check_can_live_migrate_destination(
+            context, instance, src_compute_info, dst_compute_info,
+            block_migration, disk_over_commit)
+
+    def live_migration(self, context, instance, dest,
+                       post_method, recover_method, block_migration=False,
+                       migrate_data=None):
+        uuid = instance.uuid
+        self._aborts.discard(uuid)
+        dom = dict(self.domains.get(uuid) or {})
+        os.makedirs(os.path.join(self.state_dir, 'transfer'), exist_ok=True)
+        _write_json(os.path.join(self.state_dir, 'transfer', uuid + '.json'),
+                    dom)
+        memory_mb = instance.flavor.memory_mb or 512
+        duration = min(3.0, 1.0 + memory_mb / 1024.0)
+        migration = None
+        try:
+            if migrate_data.obj_attr_is_set('migration'):
+                migration = migrate_data.migration
+        except Exception:
+            migration = None
+        total = memory_mb * 1024 * 1024
+        start = time.monotonic()
+        while True:
+            if uuid in self._aborts:
+                self._aborts.discard(uuid)
+                LOG.info('Lab live migration of %s to %s aborted', uuid, dest)
+                recover_method(context, instance, dest, migrate_data,
+                               migration_status='cancelled')
+                return
+            elapsed = time.monotonic() - start
+            hang = self._fault(dest, 'migration-hangs')
+            done = min(1.0, elapsed / duration)
+            if hang:
+                done = min(done, 0.9)
+            if migration is not None:
+                try:
+                    migration.memory_total = total
+                    migration.memory_processed = int(total * done)
+                    migration.memory_remaining = total - int(total * done)
+                    migration.disk_total = 0
+                    migration.disk_processed = 0
+                    migration.disk_remaining = 0
+                    migration.save()
+                except Exception:  # progress is best effort
+                    LOG.debug('could not save migration progress',
+                              exc_info=True)
+            if elapsed >= duration and not hang:
+                break
+            time.sleep(0.25)
+        post_method(context, instance, dest, block_migration, migrate_data)
+
+    def live_migration_abort(self, instance):
+        self._aborts.add(instance.uuid)
+
+    def live_migration_force_complete(self, instance):
+        return
+
+    def post_live_migration(self, context, instance, block_device_info,
+                            migrate_data=None):
+        # source side: the guest left this host
+        self._drop_domain(instance.uuid)
+
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info,
+                                           block_migration=False,
+                                           block_device_info=None):
+        # destination side: the guest arrives with its CPU unchanged
+        path = os.path.join(self.state_dir, 'transfer',
+                            instance.uuid + '.json')
+        dom = _read_json(path, {}) or {}
+        cpu = dom.get('cpu')
+        if cpu is None:
+            cpu = self._build_guest_cpu(instance)
+        state = dom.get('state', power_state.RUNNING)
+        self._set_domain(instance, state, cpu)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+    def rollback_live_migration_at_destination(self, context, instance,
+                                               network_info,
+                                               block_device_info,
+                                               destroy_disks=True,
+                                               migrate_data=None):
+        if instance.uuid in self.domains and instance.host != self._host:
+            self._drop_domain(instance.uuid)
