@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any, Callable, Iterable
 
+from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
@@ -25,6 +26,11 @@ COMPUTE_BINARY = 'nova-compute'
 #: Migration record states after which nothing more happens.
 MIGRATION_DONE = ('completed', 'done', 'confirmed', 'finished')
 MIGRATION_FAILED = ('error', 'failed', 'cancelled', 'aborted')
+#: A read that fails this way is tried again: a migration of a large guest
+#: can take an hour, and a dropped keep-alive connection or a restarting API
+#: worker must not end the run with the operator unsure where things stand.
+TRANSIENT_HTTP = (502, 503, 504)
+READ_RETRIES = 5
 
 
 def parse_time(value: str | None) -> datetime.datetime | None:
@@ -74,12 +80,33 @@ class Cloud:
         self.sleep = sleep
         self.clock = clock
 
+    def read(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A read-only API call (a list is materialised), retried on
+        connection errors and 502/503/504."""
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                result = call(*args, **kwargs)
+                if not isinstance(result, (dict, str)) and hasattr(
+                        result, '__next__'):
+                    result = list(result)
+                return result
+            except (ks_exc.ConnectionError, sdk_exc.HttpException) as exc:
+                status = getattr(exc, 'status_code', None)
+                if (isinstance(exc, sdk_exc.HttpException)
+                        and status not in TRANSIENT_HTTP) \
+                        or attempt == READ_RETRIES:
+                    raise
+                LOG.warning('retrying after a transient API error: %s',
+                            str(exc).splitlines()[0] if str(exc) else exc)
+                self.sleep(self.interval)
+        raise AssertionError('unreachable')
+
     # -- compute services -------------------------------------------------
 
     def compute_service(self, host: str) -> Any:
         """The nova-compute service of ``host``; WorkflowError if unknown."""
-        services = list(self.compute.services(host=host,
-                                              binary=COMPUTE_BINARY))
+        services = self.read(self.compute.services, host=host,
+                             binary=COMPUTE_BINARY)
         if not services:
             raise WorkflowError(
                 'unknown host %r: it has no nova-compute service (see '
@@ -118,8 +145,8 @@ class Cloud:
     # -- servers ----------------------------------------------------------
 
     def servers_on_host(self, host: str) -> list[Any]:
-        servers = self.compute.servers(details=True, all_projects=True,
-                                       compute_host=host)
+        servers = self.read(self.compute.servers, details=True,
+                            all_projects=True, compute_host=host)
         return sorted(servers, key=lambda s: (s.name or '', s.id))
 
     def find_server(self, name_or_id: str) -> Any:
@@ -133,7 +160,7 @@ class Cloud:
                                 'ID' % name_or_id)
 
     def get_server(self, server: Any) -> Any:
-        return self.compute.get_server(server)
+        return self.read(self.compute.get_server, server)
 
     def selected_servers(self, host: str, names: Iterable[str]) -> list[Any]:
         """The servers on ``host``, or the named ones, which must be there."""
@@ -161,7 +188,7 @@ class Cloud:
         come and gone too."""
         deadline = self.clock() + timeout
         while True:
-            server = self.compute.get_server(server)
+            server = self.get_server(server)
             if (server.status == status and not server.task_state
                     and (host is None or server.compute_host == host)):
                 return server
@@ -232,23 +259,23 @@ class Cloud:
 
     def migrations(self, server: Any, kind: str) -> list[Any]:
         """The server's migration records of ``kind``, newest first."""
-        records = self.compute.migrations(server_id=server.id,
-                                          migration_type=kind)
+        records = self.read(self.compute.migrations, server_id=server.id,
+                            migration_type=kind)
         return sorted(records, key=lambda m: (m.created_at or '', m.id),
                       reverse=True)
 
     def host_migrations(self, host: str, kind: str) -> list[Any]:
         """Completed migrations of ``kind`` into or out of ``host``."""
-        records = self.compute.migrations(host=host, migration_type=kind,
-                                          status='completed')
+        records = self.read(self.compute.migrations, host=host,
+                            migration_type=kind, status='completed')
         return sorted(records, key=lambda m: (m.created_at or '', m.id))
 
     def migration_progress(self, server: Any) -> Any | None:
         """The running migration as os-server-migrations shows it (memory
         transferred), or None."""
         try:
-            running = list(self.compute.server_migrations(server))
-        except sdk_exc.HttpException:
+            running = self.read(self.compute.server_migrations, server)
+        except (sdk_exc.HttpException, ks_exc.ConnectionError):
             return None
         return running[0] if running else None
 
@@ -266,14 +293,16 @@ class Cloud:
         instance-action events (``details`` from 2.84, else the traceback's
         last line), or None."""
         try:
-            actions = [a for a in self.compute.server_actions(server)
+            actions = [a for a in self.read(self.compute.server_actions,
+                                            server)
                        if a.action == action]
-        except sdk_exc.HttpException:
+            if not actions:
+                return None
+            newest = max(actions, key=lambda a: a.start_time or '')
+            detail = self.read(self.compute.get_server_action,
+                               newest.request_id, server)
+        except (sdk_exc.HttpException, ks_exc.ConnectionError):
             return None
-        if not actions:
-            return None
-        newest = max(actions, key=lambda a: a.start_time or '')
-        detail = self.compute.get_server_action(newest.request_id, server)
         for event in detail.events or []:
             if (event.result or '').lower() != 'error':
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, TypeVar
 
+from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 from osc_lib import exceptions as osc_exc
 
@@ -68,5 +69,9 @@ def translate_errors(func: F) -> F:
             raise osc_exc.CommandError(str(exc)) from None
         except sdk_exc.SDKException as exc:
             raise osc_exc.CommandError(str(exc).splitlines()[0]) from None
+        except ks_exc.ClientException as exc:
+            # connection failures and the like, outside any retry
+            raise osc_exc.CommandError('cloud API: %s' % (
+                str(exc).splitlines()[0] if str(exc) else exc)) from None
 
     return wrapper  # type: ignore[return-value]

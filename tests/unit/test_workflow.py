@@ -368,3 +368,27 @@ def test_status_on_source_phases():
     assert rows[0]['Phase'] == 'normal'
     assert rows[2]['Phase'] == 'pinned'
     assert rows[2]['CPU'] == 'kvm64'
+
+
+def test_polling_survives_transient_api_errors():
+    from keystoneauth1 import exceptions as ks_exc
+    from openstack import exceptions as sdk_exc
+    p = pinned_world(active=1, stopped=0)
+    world = p.world
+    real = world.compute.migrations.side_effect
+    errors = [ks_exc.ConnectFailure('Connection reset by peer'),
+              sdk_exc.HttpException(message='bad gateway', http_status=502)]
+
+    def flaky(**query):
+        if errors:
+            raise errors.pop(0)
+        return real(**query)
+    world.compute.migrations.side_effect = flaky
+    rows = as_dicts(migrate.migrate(world.context(), 'intel-1', ['amd-1'],
+                                    [], 60, 'abort', False))
+    assert rows[0]['Result'] == 'live-migrated'
+    assert errors == []
+    world.compute.migrations.side_effect = sdk_exc.HttpException(
+        message='nope', http_status=500)
+    with pytest.raises(sdk_exc.HttpException):
+        world.context().cloud.migrations(p.servers[0], 'live-migration')
