@@ -40,6 +40,12 @@ def lab_env():
     if res.returncode != 0:
         pytest.fail('labctl up failed:\n%s%s' % (res.stdout,
                                                  res.stderr[-5000:]))
+    # Tests start from a fresh lab, whatever an earlier run left behind.
+    res = subprocess.run([LABCTL, 'reset'], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True)
+    if res.returncode != 0:
+        pytest.fail('labctl reset failed:\n%s%s' % (res.stdout,
+                                                    res.stderr[-5000:]))
     out = subprocess.run([LABCTL, 'env'], stdout=subprocess.PIPE,
                          universal_newlines=True, check=True).stdout
     env = dict(os.environ)
