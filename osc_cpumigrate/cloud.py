@@ -123,16 +123,23 @@ class Cloud:
         return self.compute.enable_service(
             service, host=service.host, binary=COMPUTE_BINARY)
 
-    def wait_service_up(self, host: str, after: datetime.datetime,
+    def wait_service_up(self, host: str, baseline: str | None,
                         timeout: float) -> Any:
         """Wait until ``host``'s nova-compute is up with a heartbeat newer
-        than ``after``: an old record still looks up for a while after the
-        process died, so "up" alone proves nothing."""
+        than ``baseline`` (its ``updated_at`` read once the restart command
+        returned, i.e. after the old process was gone).
+
+        "up" alone proves nothing: Nova shows a service up for
+        ``service_down_time`` after its last heartbeat, and the old process
+        may have reported just before it stopped.  Only the controller's
+        clock is used."""
         deadline = self.clock() + timeout
+        since = parse_time(baseline)
         while True:
             service = self.compute_service(host)
             beat = parse_time(service.updated_at)
-            if service.state == 'up' and beat is not None and beat > after:
+            if (service.state == 'up' and beat is not None
+                    and (since is None or beat > since)):
                 return service
             if self.clock() >= deadline:
                 raise WorkflowError(
@@ -178,28 +185,29 @@ class Cloud:
             raise WorkflowError('not on host %s: %s' % (host, '; '.join(wrong)))
         return servers
 
-    def wait_for_server(self, server: Any, status: str, timeout: float,
-                        host: str | None = None) -> Any:
+    def wait_for_server(self, server: Any, status: str | tuple[str, ...],
+                        timeout: float, host: str | None = None) -> Any:
         """Wait until the server has ``status`` with no task running (and,
         if given, is on ``host``); an ERROR status ends the wait at once.
 
         Waiting on the status alone is not enough: right after an action the
         server can still show its old status, so the task state must have
         come and gone too."""
+        wanted = (status,) if isinstance(status, str) else status
         deadline = self.clock() + timeout
         while True:
             server = self.get_server(server)
-            if (server.status == status and not server.task_state
+            if (server.status in wanted and not server.task_state
                     and (host is None or server.compute_host == host)):
                 return server
-            if server.status == 'ERROR' and status != 'ERROR':
+            if server.status == 'ERROR' and 'ERROR' not in wanted:
                 fault = (server.fault or {}).get('message', '')
                 raise WorkflowError('server %s went to ERROR%s' % (
                     server.id, ': %s' % fault if fault else ''))
             if self.clock() >= deadline:
                 raise WorkflowError(
                     'server %s did not reach %s within %d s (status %s, '
-                    'task %s, host %s)' % (server.id, status, timeout,
+                    'task %s, host %s)' % (server.id, '/'.join(wanted), timeout,
                                            server.status, server.task_state,
                                            server.compute_host))
             self.sleep(self.interval)
@@ -207,18 +215,33 @@ class Cloud:
     def restart_server(self, server: Any, method: str,
                        timeout: float) -> Any:
         """Restart so the hypervisor rebuilds the domain from its nova.conf:
-        one hard reboot, or stop then start (the runbook's steps 4-5)."""
+        one hard reboot, or stop then start (the runbook's steps 4-5).
+
+        A server this stopped is started again even if the first start
+        fails; if it still cannot start, the error names it as stopped."""
         try:
             if method == 'hard-reboot':
                 self.compute.reboot_server(server, 'HARD')
-            else:
-                self.compute.stop_server(server)
-                self.wait_for_server(server, 'SHUTOFF', timeout)
-                self.compute.start_server(server)
+                return self.wait_for_server(server, 'ACTIVE', timeout)
+            self.compute.stop_server(server)
+            self.wait_for_server(server, 'SHUTOFF', timeout)
         except sdk_exc.HttpException as exc:
             raise WorkflowError('Nova refused the %s: %s'
                                 % (method, http_message(exc))) from None
-        return self.wait_for_server(server, 'ACTIVE', timeout)
+        problem = ''
+        for _attempt in range(2):
+            try:
+                self.compute.start_server(server)
+                return self.wait_for_server(server, 'ACTIVE', timeout)
+            except sdk_exc.HttpException as exc:
+                problem = http_message(exc)
+            except WorkflowError as exc:
+                problem = str(exc)
+            LOG.warning('starting %s again after: %s', server.id, problem)
+        raise WorkflowError(
+            'server %s was stopped by cpumigrate and did not start again '
+            '(%s): start it with "openstack server start %s"'
+            % (server.id, problem, server.id))
 
     def image_properties(self, server: Any) -> dict[str, str]:
         """The properties of the image a server was booted from ({} for a
@@ -229,7 +252,7 @@ class Cloud:
         if not image_id:
             return {}
         try:
-            found = self.conn.image.get_image(image_id)
+            found = self.read(self.conn.image.get_image, image_id)
         except sdk_exc.NotFoundException:
             return {}
         props = dict(found.properties or {})
@@ -264,10 +287,12 @@ class Cloud:
         return sorted(records, key=lambda m: (m.created_at or '', m.id),
                       reverse=True)
 
-    def host_migrations(self, host: str, kind: str) -> list[Any]:
-        """Completed migrations of ``kind`` into or out of ``host``."""
+    def host_migrations(self, host: str, kind: str,
+                        status: str = 'completed') -> list[Any]:
+        """Migrations of ``kind`` into or out of ``host`` in ``status``,
+        oldest first."""
         records = self.read(self.compute.migrations, host=host,
-                            migration_type=kind, status='completed')
+                            migration_type=kind, status=status)
         return sorted(records, key=lambda m: (m.created_at or '', m.id))
 
     def migration_progress(self, server: Any) -> Any | None:
@@ -321,11 +346,27 @@ class Cloud:
         """Free vCPU, RAM and disk of the host's resource provider, from its
         Placement inventories and usages."""
         placement = self.conn.placement
-        found = placement.get('/resource_providers', params={'name': host})
-        providers = found.json().get('resource_providers', [])
+        # The provider is named after the hypervisor (often the FQDN), not
+        # the compute service host; since 2.53 its UUID is the hypervisor's.
+        names = [host]
+        try:
+            for hyp in self.read(self.compute.hypervisors, details=True):
+                details = hyp.service_details or {}
+                if details.get('host') == host and hyp.name not in names:
+                    names.insert(0, hyp.name)
+        except (sdk_exc.HttpException, ks_exc.ConnectionError):
+            pass
+        providers = []
+        for name in names:
+            found = placement.get('/resource_providers',
+                                  params={'name': name})
+            providers = found.json().get('resource_providers', [])
+            if providers:
+                break
         if not providers:
             raise WorkflowError('host %s has no resource provider in '
-                                'Placement' % host)
+                                'Placement (looked for %s)'
+                                % (host, ', '.join(names)))
         rp = providers[0]['uuid']
         inventories = placement.get(
             '/resource_providers/%s/inventories' % rp).json()['inventories']

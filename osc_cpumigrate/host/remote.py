@@ -397,7 +397,7 @@ class RemoteHost:
         snap = self._load()
         target = novaconf.transition_settings(model, flags)
         new_backup: str | None = None
-        when = novaconf.utc_now()
+        when = self._host_now()
         if snap.marker:
             self._refuse_foreign_edit(snap, 'change it again')
             if snap.settings == target:
@@ -464,6 +464,20 @@ class RemoteHost:
         if not result.ok:
             raise HostError('restarting nova-compute on %s failed (%s): %s'
                             % (self.name, shlex.join(argv), result.error_line()))
+
+    def _host_now(self) -> datetime.datetime:
+        """The hypervisor's own clock (UTC, whole seconds), for the marker:
+        it is compared with nova-compute's start time on the same host, so
+        the operator's clock must not matter.  Falls back to ours."""
+        result = self._run(('date', '-u', '+%Y-%m-%dT%H:%M:%S'), root=False)
+        if result.ok:
+            try:
+                return datetime.datetime.strptime(
+                    result.stdout.strip(), '%Y-%m-%dT%H:%M:%S').replace(
+                        tzinfo=datetime.timezone.utc)
+            except ValueError:
+                pass
+        return novaconf.utc_now()
 
     def compute_started_at(self) -> datetime.datetime | None:
         try:

@@ -12,7 +12,11 @@ import dataclasses
 import logging
 from typing import Any, Callable, Iterator, Sequence
 
+from keystoneauth1 import exceptions as ks_exc
+from openstack import exceptions as sdk_exc
+
 from osc_cpumigrate.cloud import Cloud
+from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import PartialFailure
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
@@ -24,6 +28,37 @@ NATIVE_MODES = ('host-model', 'host-passthrough', 'maximum')
 #: Nova's default ``[libvirt] cpu_mode`` for KVM.
 DEFAULT_CPU_MODE = 'host-model'
 RESTART_METHODS = ('hard-reboot', 'stop-start')
+#: What one server's step may fail with without ending the verb at once:
+#: the verb records the failure in that server's row and stops cleanly.
+RECOVERABLE = (WorkflowError, host_api.HostError, sdk_exc.SDKException,
+               ks_exc.ClientException)
+#: Statuses in which a server is in the middle of something.
+BUSY = ('BUILD', 'REBOOT', 'HARD_REBOOT', 'MIGRATING', 'RESIZE',
+        'VERIFY_RESIZE', 'REVERT_RESIZE', 'REBUILD', 'PASSWORD')
+
+
+def reason(exc: BaseException) -> str:
+    """One line for a failed step's row."""
+    if isinstance(exc, sdk_exc.HttpException):
+        return http_message(exc)
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def busy(server: Any) -> str | None:
+    """'HARD_REBOOT (task rebooting_hard)' when the server is mid-action."""
+    if server.status in BUSY or server.task_state:
+        return '%s%s' % (server.status, ' (task %s)' % server.task_state
+                         if server.task_state else '')
+    return None
+
+
+def arrived_live(cloud: Cloud, host_name: str) -> set[str]:
+    """Servers whose last completed live migration ended on this host."""
+    last: dict[str, Any] = {}
+    for record in cloud.host_migrations(host_name, 'live-migration'):
+        last[record.server_id] = record       # oldest first: the last wins
+    return {sid for sid, rec in last.items() if rec.dest_compute == host_name}
 
 
 @dataclasses.dataclass

@@ -33,6 +33,7 @@ def finalize(ctx: common.Context, host_name: str,
                 '"openstack cpumigrate pin %s" to finish and restore it)'
                 % (host_name, host_name))
         host_cpu = host.host_cpu()
+        arrived = common.arrived_live(ctx.cloud, host_name)
         rows: dict[str, tuple[Any, ...]] = {}
         todo: list[tuple[Any, host_api.GuestCpu]] = []
         for server in servers:
@@ -45,6 +46,12 @@ def finalize(ctx: common.Context, host_name: str,
             if common.is_native(guest, conf.original, host_cpu):
                 rows[server.id] = (*base, common.cpu_text(guest),
                                    common.cpu_text(guest), 'already finalized')
+            elif server.id not in arrived:
+                # Not moved here by a live migration (a source host named
+                # by mistake, say): restarting it would undo pin.
+                rows[server.id] = (*base, common.cpu_text(guest), '',
+                                   'skipped: did not arrive by live '
+                                   'migration')
             else:
                 todo.append((server, guest))
 
@@ -77,10 +84,11 @@ def finalize(ctx: common.Context, host_name: str,
                 if not common.is_native(after, conf.original, host_cpu):
                     raise WorkflowError('its domain still runs %s' %
                                         common.cpu_text(after))
-            except (WorkflowError, host_api.HostError) as exc:
-                failures.append('%s: %s' % (server.name or server.id, exc))
+            except common.RECOVERABLE as exc:
+                why = common.reason(exc)
+                failures.append('%s: %s' % (server.name or server.id, why))
                 rows[server.id] = (*base, common.cpu_text(guest), '',
-                                   'failed: %s' % exc)
+                                   'failed: %s' % why)
                 continue
             rows[server.id] = (*base, common.cpu_text(guest),
                                common.cpu_text(after), 'finalized')

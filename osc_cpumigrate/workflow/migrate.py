@@ -85,7 +85,8 @@ def migrate(ctx: common.Context, source: str, destinations: Sequence[str],
         if stopped:
             rows[server.id] = (*base, '', 'not migrated: the run stopped', 0)
             continue
-        move.destination = choose_destination(free, server)
+        if not move.destination:      # a move under way keeps its own
+            move.destination = choose_destination(free, server)
         if not move.destination:
             failures.append('%s: no destination has room for it'
                             % (server.name or server.id))
@@ -103,9 +104,10 @@ def migrate(ctx: common.Context, source: str, destinations: Sequence[str],
                              on_timeout)
             else:
                 cold_migrate(ctx, server, source, move.destination, timeout)
-        except WorkflowError as exc:
-            failures.append('%s: %s' % (server.name or server.id, exc))
-            rows[server.id] = (*base, move.destination, 'failed: %s' % exc,
+        except common.RECOVERABLE as exc:
+            why = common.reason(exc)
+            failures.append('%s: %s' % (server.name or server.id, why))
+            rows[server.id] = (*base, move.destination, 'failed: %s' % why,
                                round(ctx.cloud.clock() - start))
             stopped = True
             continue
@@ -113,38 +115,59 @@ def migrate(ctx: common.Context, source: str, destinations: Sequence[str],
                            'live-migrated' if move.kind == LIVE
                            else 'cold-migrated',
                            round(ctx.cloud.clock() - start))
-    return common.fail_if(failures, COLUMNS,
-                          common.ordered(servers, rows))
+    everyone = list(servers) + [m.server for m in moves
+                                if m.server.id not in {s.id for s in servers}]
+    return common.fail_if(failures, COLUMNS, common.ordered(everyone, rows))
 
 
 def plan_moves(ctx: common.Context, source: str, servers: Sequence[Any],
                rows: dict[str, tuple[Any, ...]],
                failures: list[str]) -> list[Move]:
-    """Which servers move and how; rows for those that do not."""
-    moves: list[Move] = []
+    """Which servers move and how; rows (and failures) for those that do
+    not: a server left on the source is a host not emptied."""
+    moves = unconfirmed_cold(ctx, source)
     with ctx.host(source) as host:
         conf = host.nova_conf()
         host_cpu = None
         for server in servers:
             base = (*common.server_row_base(server), source, '')
-            if server.status in ('ACTIVE', 'MIGRATING'):
-                if server.status == 'ACTIVE':
-                    if host_cpu is None:
-                        host_cpu = host.host_cpu()
-                    guest = host.guest_cpu(server.id)
-                    if common.is_native(guest, conf.original, host_cpu):
-                        why = ('not pinned: it runs the host CPU %s; run '
-                               '"openstack cpumigrate pin %s" first'
-                               % (common.cpu_text(guest), source))
-                        failures.append('%s: %s' % (server.name or server.id,
-                                                    why))
-                        rows[server.id] = (*base, 'refused: %s' % why, 0)
-                        continue
+            if server.status == 'MIGRATING':
                 moves.append(Move(server, LIVE))
-            elif server.status in ('SHUTOFF', 'VERIFY_RESIZE'):
+            elif server.status == 'ACTIVE' and not server.task_state:
+                if host_cpu is None:
+                    host_cpu = host.host_cpu()
+                guest = host.guest_cpu(server.id)
+                if common.is_native(guest, conf.original, host_cpu):
+                    why = ('not pinned: it runs the host CPU %s; run '
+                           '"openstack cpumigrate pin %s" first'
+                           % (common.cpu_text(guest), source))
+                    failures.append('%s: %s' % (server.name or server.id,
+                                                why))
+                    rows[server.id] = (*base, 'refused: %s' % why, 0)
+                    continue
+                moves.append(Move(server, LIVE))
+            elif server.status == 'SHUTOFF' and not server.task_state:
                 moves.append(Move(server, COLD))
             else:
-                rows[server.id] = (*base, 'skipped: %s' % server.status, 0)
+                state = common.busy(server) or server.status
+                failures.append('%s stays on %s: %s' % (
+                    server.name or server.id, source, state))
+                rows[server.id] = (*base, 'skipped: %s (it stays on %s)'
+                                   % (state, source), 0)
+    return moves
+
+
+def unconfirmed_cold(ctx: common.Context, source: str) -> list[Move]:
+    """Cold migrations out of the source that an interrupted run left
+    waiting for confirmation: Nova already lists those servers on their
+    destination, so they are found through the migration records."""
+    moves = []
+    for record in ctx.cloud.host_migrations(source, COLD, status='finished'):
+        if record.source_compute != source:
+            continue
+        server = ctx.cloud.get_server(record.server_id)
+        if server.status == 'VERIFY_RESIZE':
+            moves.append(Move(server, COLD, record.dest_compute))
     return moves
 
 
@@ -163,11 +186,14 @@ def choose_destination(free: dict[str, Capacity], server: Any) -> str:
 def live_migrate(ctx: common.Context, server: Any, source: str, dest: str,
                  timeout: float, on_timeout: str) -> None:
     cloud = ctx.cloud
-    known = {m.id for m in cloud.migrations(server, LIVE)}
+    records = cloud.migrations(server, LIVE)
+    known = {m.id for m in records}
     if server.status == 'MIGRATING':
-        # An earlier run was interrupted: follow the migration under way.
-        running = cloud.migrations(server, LIVE)
-        known = {m.id for m in running[1:]}
+        # An earlier run was interrupted: follow the migration under way
+        # (not an older, finished one).
+        running = [m for m in records if m.source_compute == source
+                   and m.status not in MIGRATION_DONE + MIGRATION_FAILED]
+        known -= {m.id for m in running[:1]}
         ctx.progress('%s: following the live migration already under way'
                      % server.name)
     else:
@@ -198,7 +224,7 @@ def cold_migrate(ctx: common.Context, server: Any, source: str, dest: str,
         follow(ctx, server, COLD, known, timeout, on_timeout=None)
     server = cloud.wait_for_server(server, 'VERIFY_RESIZE', ctx.server_timeout)
     cloud.confirm_resize(server)
-    cloud.wait_for_server(server, 'SHUTOFF', ctx.server_timeout,
+    cloud.wait_for_server(server, ('SHUTOFF', 'ACTIVE'), ctx.server_timeout,
                           host=server.compute_host)
 
 
@@ -239,10 +265,15 @@ def follow(ctx: common.Context, server: Any, kind: str, known: set[str],
                 acted = True
                 ctx.progress('%s: no end after %d s: %s' % (
                     server.name, timeout, on_timeout))
-                if on_timeout == 'abort':
-                    cloud.abort_migration(record, server)
-                else:
-                    cloud.force_complete_migration(record, server)
+                try:
+                    if on_timeout == 'abort':
+                        cloud.abort_migration(record, server)
+                    else:
+                        cloud.force_complete_migration(record, server)
+                except common.RECOVERABLE as exc:
+                    # It may have ended meanwhile: keep following it.
+                    ctx.progress('%s: %s refused: %s' % (
+                        server.name, on_timeout, common.reason(exc)))
         cloud.sleep(cloud.interval)
 
 

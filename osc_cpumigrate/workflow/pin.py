@@ -38,7 +38,20 @@ def pin(ctx: common.Context, host_name: str, server_names: Sequence[str],
         rows: dict[str, tuple[Any, ...]] = {}
         todo: list[tuple[Any, host_api.GuestCpu]] = []
         failures: list[str] = []
+        keep_transition = False
         for server in servers:
+            doing = common.busy(server)
+            if doing:
+                # e.g. a reboot an interrupted run left: restoring nova.conf
+                # under it would give the server the native CPU again.
+                failures.append('%s is busy: %s' % (server.name or server.id,
+                                                    doing))
+                rows[server.id] = (*common.server_row_base(server),
+                                   server.status, '', '',
+                                   'busy: %s; run pin again when it is '
+                                   'done' % doing)
+                keep_transition = True
+                continue
             if server.status != 'ACTIVE':
                 rows[server.id] = (*common.server_row_base(server),
                                    server.status, '', '',
@@ -61,11 +74,18 @@ def pin(ctx: common.Context, host_name: str, server_names: Sequence[str],
                 '%s is not prepared: its nova.conf does not hold transition '
                 'CPU settings; run "openstack cpumigrate prepare %s" first'
                 % (host_name, host_name))
-        if todo and not common.compute_restarted_since_transition(host, conf):
+        restarted = common.compute_restarted_since_transition(host, conf)
+        if todo and restarted is False:
             raise WorkflowError(
                 'nova-compute on %s has not been restarted since the '
                 'transition settings were written; run "openstack cpumigrate '
                 'prepare %s" again' % (host_name, host_name))
+        if todo and restarted is None:
+            # The first restart's verification catches a stale nova-compute
+            # and stops the run there.
+            ctx.progress('%s: cannot tell when nova-compute last started; '
+                         'going on (each restarted domain is verified)'
+                         % host_name)
 
         if floor_check is not None:
             allowed = []
@@ -117,26 +137,47 @@ def pin(ctx: common.Context, host_name: str, server_names: Sequence[str],
                         'its domain runs %s, not the transition CPU %s'
                         % (common.cpu_text(after) or 'an unknown CPU',
                            conf.settings.describe()))
-            except (WorkflowError, host_api.HostError) as exc:
-                failures.append('%s: %s' % (server.name or server.id, exc))
+            except common.RECOVERABLE as exc:
+                why = common.reason(exc)
+                failures.append('%s: %s' % (server.name or server.id, why))
                 rows[server.id] = (*base, server.status,
                                    common.cpu_text(guest), '',
-                                   'failed: %s' % exc)
+                                   'failed: %s' % why)
                 stopped = True
                 continue
             rows[server.id] = (*base, server.status, common.cpu_text(guest),
                                common.cpu_text(after), 'pinned')
 
+        if server_names and conf.transitioned and not stopped:
+            keep_transition |= others_unpinned(ctx, host, servers, conf)
         # Restore even when guest floors refused servers: left in transition,
         # the host would give a refused guest the transition CPU at its next
         # reboot.  After a failed restart, keep it, so a re-run carries on.
-        if not stopped and conf.transitioned:
+        if conf.transitioned and (stopped or keep_transition):
+            ctx.progress('%s: keeping the transition settings in nova.conf '
+                         'until every ACTIVE server is pinned' % host_name)
+        if not stopped and not keep_transition and conf.transitioned:
             ctx.progress('%s: restoring the original nova.conf' % host_name)
             try:
                 host.restore_original()
                 restart_compute(ctx, host)
-            except (WorkflowError, host_api.HostError) as exc:
+            except common.RECOVERABLE as exc:
                 failures.append('restoring nova.conf on %s: %s'
-                                % (host_name, exc))
+                                % (host_name, common.reason(exc)))
         return common.fail_if(failures, COLUMNS, common.ordered(servers, rows))
 
+
+def others_unpinned(ctx: common.Context, host: host_api.Host,
+                    selected: Sequence[Any],
+                    conf: host_api.ConfState) -> bool:
+    """With --server, are there ACTIVE servers on the host, not selected,
+    that do not run the transition CPU yet?  Then nova.conf must keep the
+    transition settings so a later pin can do them without a new prepare."""
+    chosen = {s.id for s in selected}
+    for server in ctx.cloud.servers_on_host(host.name):
+        if server.id in chosen or server.status != 'ACTIVE':
+            continue
+        if not common.runs_transition(host.guest_cpu(server.id),
+                                      conf.settings):
+            return True
+    return False

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from osc_cpumigrate.cloud import utcnow
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
@@ -32,9 +31,9 @@ def service_text(service: Any) -> str:
 def restart_compute(ctx: common.Context, host: host_api.Host) -> Any:
     """Restart nova-compute and wait for a heartbeat newer than the restart."""
     ctx.progress('%s: restarting nova-compute' % host.name)
-    before = utcnow()
     host.restart_nova_compute()
-    service = ctx.cloud.wait_service_up(host.name, before,
+    baseline = ctx.cloud.compute_service(host.name).updated_at
+    service = ctx.cloud.wait_service_up(host.name, baseline,
                                         ctx.service_timeout)
     ctx.progress('%s: nova-compute is up again' % host.name)
     return service
@@ -80,9 +79,7 @@ def prepare(ctx: common.Context, host_name: str, model: str,
         except (WorkflowError, host_api.HostError) as exc:
             # nova-compute cannot run with the transition settings (whether
             # this run or an earlier one wrote them): put the original back.
-            undo = rollback(ctx, host, service,
-                            wrote=need_write or conf.transitioned,
-                            disabled=need_disable)
+            undo = rollback(ctx, host, service, disabled=need_disable)
             raise WorkflowError('prepare %s failed: %s; %s'
                                 % (host_name, exc, undo)) from None
 
@@ -94,11 +91,14 @@ def prepare(ctx: common.Context, host_name: str, model: str,
 
 
 def rollback(ctx: common.Context, host: host_api.Host, service: Any,
-             wrote: bool, disabled: bool) -> str:
-    """Put the host back as it was before this run; say what was done."""
+             disabled: bool) -> str:
+    """Put the host back as it was before this run; say what was done.
+
+    Whether the file holds transition settings is read again: a write that
+    was refused (someone else changed the file) left nothing to undo."""
     done = []
     try:
-        if wrote:
+        if host.nova_conf().transitioned:
             host.restore_original()
             done.append('the original nova.conf was restored')
             restart_compute(ctx, host)

@@ -18,14 +18,6 @@ LOG = logging.getLogger(__name__)
 COLUMNS = ('Kind', 'ID', 'Name', 'Status', 'Phase', 'CPU')
 
 
-def arrived_live(ctx: common.Context, host_name: str) -> set[str]:
-    """Servers whose last completed live migration ended on this host."""
-    last: dict[str, Any] = {}
-    for record in ctx.cloud.host_migrations(host_name, 'live-migration'):
-        last[record.server_id] = record       # oldest first: the last wins
-    return {sid for sid, rec in last.items() if rec.dest_compute == host_name}
-
-
 def phase(guest: host_api.GuestCpu, native: bool, migrated: bool) -> str:
     if native:
         return 'finalized' if migrated else 'unpinned'
@@ -36,7 +28,7 @@ def status(ctx: common.Context, host_name: str,
            ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     service = ctx.cloud.compute_service(host_name)
     servers = ctx.cloud.servers_on_host(host_name)
-    migrated = arrived_live(ctx, host_name)
+    migrated = common.arrived_live(ctx.cloud, host_name)
     with ctx.host(host_name) as host:
         conf = host.nova_conf()
         host_cpu = host.host_cpu()

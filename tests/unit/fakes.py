@@ -68,6 +68,7 @@ class FakeHost:
         self.started_at = now() - datetime.timedelta(days=1)
         self.domains: dict[str, host_api.GuestCpu] = {}
         self.fail_start = False
+        self.running = True
         self.unreadable = False
         self.calls: list[str] = []
         self.closed = False
@@ -128,13 +129,14 @@ class FakeHost:
                                None, '', changed)
 
     def restart_nova_compute(self) -> None:
+        """Like systemd: the old process is gone when this returns; a new
+        one heartbeats unless it fails to start (then Nova still shows the
+        service up for a while: only the heartbeats stop)."""
         self.calls.append('restart_nova_compute')
         self.started_at = now()
-        if self.fail_start:
-            self.world.services[self.name].state = 'down'
-            return
-        self.loaded = self.file
-        self.world.heartbeat(self.name)
+        self.running = not self.fail_start
+        if self.running:
+            self.loaded = self.file
 
     def compute_started_at(self) -> datetime.datetime | None:
         return self.started_at
@@ -196,6 +198,7 @@ class World:
         self.hang_migration = False
         self.aborted: list[str] = []
         self.seq = itertools.count(1)
+        self.beats = itertools.count(1)
         self._wire()
 
     # -- setup helpers -----------------------------------------------------
@@ -231,7 +234,7 @@ class World:
         service = self.services[host]
         service.state = 'up'
         service.updated_at = (now() + datetime.timedelta(
-            seconds=1)).isoformat()
+            microseconds=next(self.beats))).isoformat()
 
     def guest(self, server: _server.Server) -> host_api.GuestCpu:
         return self.hosts[server.compute_host].domains[server.id]
@@ -262,6 +265,9 @@ class World:
         c.default_microversion = None
 
     def _services(self, host=None, binary=None, **_):
+        for name, h in self.hosts.items():     # running computes report
+            if h.running:
+                self.heartbeat(name)
         return iter([s for h, s in self.services.items()
                      if host is None or h == host])
 

@@ -88,6 +88,9 @@ def test_prepare_restores_when_compute_does_not_come_back():
     real_restart = host.restart_nova_compute
 
     def restart():
+        # the old process reports once more while systemd stops it: a
+        # heartbeat newer than the moment the restart was asked for
+        world.heartbeat('intel-1')
         real_restart()
         host.fail_start = False     # the original config starts again
     host.restart_nova_compute = restart
@@ -261,6 +264,7 @@ def test_migrate_refuses_unpinned_and_bad_destinations():
     world.services['amd-1'].status = 'disabled'
     with pytest.raises(WorkflowError, match='amd-1 is disabled'):
         migrate.migrate(ctx, 'intel-1', ['amd-1'], [], 60, 'abort', False)
+    world.hosts['amd-2'].running = False
     world.services['amd-2'].state = 'down'
     with pytest.raises(WorkflowError, match='amd-2 is down'):
         migrate.migrate(ctx, 'intel-1', ['amd-2'], [], 60, 'abort', False)
@@ -392,3 +396,121 @@ def test_polling_survives_transient_api_errors():
         message='nope', http_status=500)
     with pytest.raises(sdk_exc.HttpException):
         world.context().cloud.migrations(p.servers[0], 'live-migration')
+
+
+# -- review findings: states an interrupted or unlucky run leaves ------------
+
+def test_stop_start_never_leaves_a_server_silently_stopped():
+    from openstack import exceptions as sdk_exc
+    p = fakes.prepared_world(active=1, stopped=0)
+    world = p.world
+    world.compute.start_server.side_effect = sdk_exc.HttpException(
+        message='conflict', http_status=409)
+    with pytest.raises(PartialFailure) as exc:
+        pin.pin(world.context(), 'intel-1', [], 'stop-start', False)
+    assert world.compute.start_server.call_count == 2      # tried again
+    assert 'was stopped by cpumigrate' in str(exc.value)
+    assert 'openstack server start' in str(exc.value)
+    assert world.hosts['intel-1'].transitioned            # re-run carries on
+
+
+def test_pin_busy_server_fails_and_keeps_transition():
+    p = fakes.prepared_world(active=2, stopped=0)
+    world = p.world
+    world.servers[p.servers[0].id].status = 'HARD_REBOOT'
+    world.servers[p.servers[0].id].task_state = 'rebooting_hard'
+    with pytest.raises(PartialFailure) as exc:
+        pin.pin(world.context(), 'intel-1', [], 'hard-reboot', False)
+    rows = partial_rows(exc)
+    assert rows[0]['Result'].startswith('busy: HARD_REBOOT')
+    assert rows[1]['Result'] == 'pinned'
+    assert world.hosts['intel-1'].transitioned
+
+
+def test_pin_one_server_keeps_transition_for_the_others():
+    p = fakes.prepared_world(active=2, stopped=0)
+    world = p.world
+    rows = as_dicts(pin.pin(world.context(), 'intel-1', [p.servers[0].name],
+                            'hard-reboot', False))
+    assert rows == [dict(rows[0], Result='pinned')]
+    assert world.hosts['intel-1'].transitioned
+    pin.pin(world.context(), 'intel-1', [p.servers[1].name], 'hard-reboot',
+            False)
+    assert not world.hosts['intel-1'].transitioned
+
+
+def test_finalize_leaves_servers_that_did_not_arrive_live():
+    p = pinned_world(active=1, stopped=0)
+    # pointed at the source by mistake: the pinned server stays pinned
+    rows = as_dicts(finalize.finalize(p.world.context(), 'intel-1', [],
+                                      'hard-reboot', False))
+    assert rows[0]['Result'] == 'skipped: did not arrive by live migration'
+    p.world.compute.reboot_server.assert_called_once()     # pin's only
+
+
+def test_migrate_confirms_cold_migration_an_interrupted_run_left():
+    p = pinned_world(active=0, stopped=1)
+    world = p.world
+    off = p.servers[0]
+    world.compute.migrate_server(off, host='amd-1')        # then interrupted
+    assert world.servers[off.id].status == 'VERIFY_RESIZE'
+    rows = as_dicts(migrate.migrate(world.context(), 'intel-1', ['amd-2'],
+                                    [], 60, 'abort', False))
+    assert rows == [dict(rows[0], Destination='amd-1',
+                         Result='cold-migrated')]
+    assert world.servers[off.id].status == 'SHUTOFF'
+    world.compute.migrate_server.assert_called_once()      # not again
+
+
+def test_migrate_fails_for_servers_it_cannot_move():
+    p = pinned_world(active=1, stopped=0)
+    world = p.world
+    paused = world.boot('intel-1', 1, prefix='paused')[0]
+    world.servers[paused.id].status = 'PAUSED'
+    with pytest.raises(PartialFailure, match='stays on intel-1: PAUSED'):
+        migrate.migrate(world.context(), 'intel-1', ['amd-1'], [], 60,
+                        'abort', False)
+    assert world.servers[p.servers[0].id].compute_host == 'amd-1'
+
+
+def test_migrate_abort_refused_keeps_following():
+    from openstack import exceptions as sdk_exc
+    p = pinned_world(active=1, stopped=0)
+    world = p.world
+    world.hang_migration = True
+    world.compute.abort_server_migration.side_effect = (
+        sdk_exc.HttpException(message='not abortable', http_status=400))
+    shown = []
+    with pytest.raises(PartialFailure, match='did not finish'):
+        migrate.migrate(world.context(progress=shown.append), 'intel-1',
+                        ['amd-1'], [], 10, 'abort', False)
+    assert any('abort refused' in line for line in shown)
+
+
+def test_capacity_uses_the_hypervisors_resource_provider():
+    from unittest import mock
+    from openstack.compute.v2 import hypervisor
+    world = fakes.World()
+    cloud = fakes.Cloud(world.conn)
+    world.compute.hypervisors.side_effect = lambda **kw: iter([
+        hypervisor.Hypervisor(id='rp-1', name='amd-1.example.net',
+                              service_details={'host': 'amd-1'})])
+    answers = {
+        '/resource_providers': {'resource_providers': [{'uuid': 'rp-1'}]},
+        '/resource_providers/rp-1/inventories': {'inventories': {
+            'VCPU': {'total': 8, 'reserved': 0, 'allocation_ratio': 4.0},
+            'MEMORY_MB': {'total': 4096, 'reserved': 512,
+                          'allocation_ratio': 1.0},
+            'DISK_GB': {'total': 100, 'allocation_ratio': 1.0}}},
+        '/resource_providers/rp-1/usages': {'usages': {
+            'VCPU': 2, 'MEMORY_MB': 1024, 'DISK_GB': 10}}}
+    asked = []
+
+    def get(url, params=None):
+        asked.append((url, params))
+        return mock.Mock(json=lambda: answers[url])
+    world.conn.placement.get.side_effect = get
+    cap = cloud.capacity('amd-1')
+    assert asked[0] == ('/resource_providers',
+                        {'name': 'amd-1.example.net'})
+    assert (cap.vcpus, cap.ram_mb, cap.disk_gb) == (30, 2560, 90)
