@@ -202,8 +202,12 @@ def live_migrate(ctx: common.Context, server: Any, source: str, dest: str,
         try:
             cloud.live_migrate(server, dest)
         except sdk_exc.HttpException as exc:
-            raise WorkflowError('Nova refused the live migration: %s'
-                                % http_message(exc)) from None
+            # Synchronous pre-checks (2.30-2.33) answer "No valid host";
+            # the real reason is in the instance action's events.
+            why = cloud.action_error(server, 'live-migration')
+            raise WorkflowError('Nova refused the live migration: %s%s'
+                                % (http_message(exc),
+                                   ' (%s)' % why if why else '')) from None
     record = follow(ctx, server, LIVE, known, timeout, on_timeout)
     dest = record.dest_compute or dest
     cloud.wait_for_server(server, 'ACTIVE', ctx.server_timeout, host=dest)
