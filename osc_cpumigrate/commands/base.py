@@ -79,6 +79,15 @@ def add_cpu_arguments(parser: argparse.ArgumentParser) -> None:
              '--cpu-model (repeat for more; +flag or -flag)')
 
 
+def add_restart_options(parser: argparse.ArgumentParser) -> None:
+    """What the verbs that restart servers (pin, finalize) share."""
+    add_servers(parser)
+    add_method(parser)
+    add_auto_approve(parser)
+    add_dry_run(parser)
+    add_host_options(parser)
+
+
 def add_host_options(parser: argparse.ArgumentParser) -> None:
     """SSH and deployment options, each with an OS_CPUMIGRATE_* variable."""
     group = parser.add_argument_group('hypervisor access (SSH)')

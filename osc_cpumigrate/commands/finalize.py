@@ -19,11 +19,7 @@ class FinalizeServers(command.Lister):
         parser.add_argument(
             'host', metavar='<host>',
             help='Compute host the servers moved to, as Nova names it')
-        base.add_servers(parser)
-        base.add_method(parser)
-        base.add_auto_approve(parser)
-        base.add_dry_run(parser)
-        base.add_host_options(parser)
+        base.add_restart_options(parser)
         return parser
 
     @translate_errors

@@ -20,15 +20,11 @@ class PinServers(command.Lister):
         parser.add_argument(
             'host', metavar='<source-host>',
             help='Prepared compute host, as Nova names it')
-        base.add_servers(parser)
-        base.add_method(parser)
         parser.add_argument(
             '--ignore-guest-floor', action='store_true',
             help='Restart servers even when their image or metadata says '
                  'they need more CPU than the transition CPU gives')
-        base.add_auto_approve(parser)
-        base.add_dry_run(parser)
-        base.add_host_options(parser)
+        base.add_restart_options(parser)
         return parser
 
     @translate_errors

@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 from osc_cpumigrate.cpu import levels
-from osc_cpumigrate.cpu.cpumap import CpuMap, CpuMapError, host_features
+from osc_cpumigrate.cpu.cpumap import CpuMap, CpuMapError, Model, host_features
 from osc_cpumigrate.host.api import CompareResult, HostCpu
 
 __all__ = [
@@ -277,16 +277,24 @@ def _build(cpu_map: CpuMap, name: str, common: frozenset[str],
     # sub-features are left alone (QEMU drops them without vmx/svm).
     disable = sorted(model.features - common - virt)
     enable = sorted(safe - model.features)
+    return _transition(model, enable, disable, common,
+                       last_resort=last_resort)
+
+
+def _transition(model: Model, enable: Sequence[str], disable: Sequence[str],
+                common: frozenset[str] | None, **extra: object) -> TransitionCpu:
+    """A model plus ``enable`` flags minus ``disable`` ones; ``common``
+    None means the CPU's own features (nothing to compare with)."""
     feats = (model.features | frozenset(enable)) - frozenset(disable)
     return TransitionCpu(
-        model=name,
+        model=model.name,
         extra_flags=tuple(enable) + tuple('-' + f for f in disable),
         features=feats,
-        common=common,
+        common=feats if common is None else common,
         level=levels.x86_64_level(feats),
         vendor=model.vendor,
         model_features=model.features,
-        last_resort=last_resort,
+        **extra,
     )
 
 
@@ -452,18 +460,8 @@ def explicit(cpu_map: CpuMap, model: str, flags: Iterable[str] = (),
         name = folded[0]
     enable, disable = _parse_flags(cpu_map, flags)
     m = cpu_map.model(name)
-    feats = (m.features | frozenset(enable)) - frozenset(disable)
-    common = common_features(cpu_map, hosts) if hosts else feats
+    common = common_features(cpu_map, hosts) if hosts else None
     avoid = never_extra(cpu_map)
     notes = tuple(f'{f}: {NEVER_EXTRA.get(f, "not migratable")}'
                   for f in enable if f in avoid)
-    return TransitionCpu(
-        model=name,
-        extra_flags=tuple(enable) + tuple('-' + f for f in disable),
-        features=feats,
-        common=common,
-        level=levels.x86_64_level(feats),
-        vendor=m.vendor,
-        model_features=m.features,
-        notes=notes,
-    )
+    return _transition(m, enable, disable, common, notes=notes)
