@@ -14,7 +14,6 @@ from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 from osc_lib import exceptions as osc_exc
 
-from osc_cpumigrate.host.api import HostError
 
 F = TypeVar('F', bound=Callable[..., Any])
 
@@ -61,7 +60,7 @@ def translate_errors(func: F) -> F:
             # them before failing, as OSC commands that collect failures do.
             self.produce_output(parsed_args, exc.columns, exc.rows)
             raise osc_exc.CommandError(str(exc)) from None
-        except (WorkflowError, HostError) as exc:
+        except WorkflowError as exc:
             raise osc_exc.CommandError(str(exc)) from None
         except sdk_exc.HttpException as exc:
             raise osc_exc.CommandError(http_message(exc)) from None
@@ -73,5 +72,11 @@ def translate_errors(func: F) -> F:
             # connection failures and the like, outside any retry
             raise osc_exc.CommandError('cloud API: %s' % (
                 str(exc).splitlines()[0] if str(exc) else exc)) from None
+        except Exception as exc:
+            from osc_cpumigrate.host.api import HostError  # lazy: start-up
+
+            if not isinstance(exc, HostError):
+                raise
+            raise osc_exc.CommandError(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]

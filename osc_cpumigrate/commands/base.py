@@ -1,6 +1,10 @@
 """What every cpumigrate command shares: options and the workflow context.
 
 CLI only: parse, build the context, call the workflow, return cliff rows.
+``openstack`` imports every command module at start (even for ``openstack
+--help``), so the command modules import only this module, ``choices`` and
+``errors``; the workflow, cloud and host layers are imported when a verb
+runs.
 """
 
 from __future__ import annotations
@@ -10,13 +14,9 @@ from typing import Any, Callable, TextIO
 
 from osc_lib import utils
 
-from osc_cpumigrate.cloud import Cloud
+from osc_cpumigrate.choices import PROFILES
+from osc_cpumigrate.choices import RESTART_METHODS
 from osc_cpumigrate.errors import WorkflowError
-from osc_cpumigrate.host.api import HostOptions
-from osc_cpumigrate.workflow.common import Context
-from osc_cpumigrate.workflow.common import RESTART_METHODS
-
-PROFILES = ('default', 'rhel', 'kolla')
 
 
 def env_flag(name: str) -> bool:
@@ -143,7 +143,10 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
              '(default: 180) (Env: OS_CPUMIGRATE_SERVICE_TIMEOUT)')
 
 
-def host_options(parsed_args: argparse.Namespace) -> HostOptions:
+def host_options(parsed_args: argparse.Namespace) -> Any:
+    """The parsed SSH options as the host layer's ``HostOptions``."""
+    from osc_cpumigrate.host.api import HostOptions
+
     return HostOptions(
         ssh_config=parsed_args.ssh_config,
         ssh_user=parsed_args.ssh_user,
@@ -174,8 +177,11 @@ def terminal_confirm(stdin: TextIO, stderr: TextIO,
     return confirm
 
 
-def context(cmd: Any, parsed_args: argparse.Namespace) -> Context:
+def context(cmd: Any, parsed_args: argparse.Namespace) -> Any:
     """The workflow context of a command: SDK connection, hosts, stderr."""
+    from osc_cpumigrate.cloud import Cloud
+    from osc_cpumigrate.workflow.common import Context
+
     stderr = cmd.app.stderr
 
     def progress(message: str) -> None:

@@ -6,7 +6,6 @@ from osc_lib.command import command
 
 from osc_cpumigrate.commands import base
 from osc_cpumigrate.errors import translate_errors
-from osc_cpumigrate.workflow import check
 
 
 class CheckHost(command.Lister):
@@ -25,6 +24,8 @@ class CheckHost(command.Lister):
 
     @translate_errors
     def take_action(self, parsed_args: argparse.Namespace):
+        from osc_cpumigrate.workflow import check
+
         ctx = base.context(self, parsed_args)
         return check.check(ctx, parsed_args.host, parsed_args.destinations,
                            parsed_args.cpu_model, parsed_args.cpu_flags)

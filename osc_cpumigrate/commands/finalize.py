@@ -6,7 +6,6 @@ from osc_lib.command import command
 
 from osc_cpumigrate.commands import base
 from osc_cpumigrate.errors import translate_errors
-from osc_cpumigrate.workflow import finalize
 
 
 class FinalizeServers(command.Lister):
@@ -24,6 +23,8 @@ class FinalizeServers(command.Lister):
 
     @translate_errors
     def take_action(self, parsed_args: argparse.Namespace):
+        from osc_cpumigrate.workflow import finalize
+
         ctx = base.context(self, parsed_args)
         return finalize.finalize(ctx, parsed_args.host, parsed_args.servers,
                                  parsed_args.method, parsed_args.dry_run)

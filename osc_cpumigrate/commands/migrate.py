@@ -4,9 +4,9 @@ import argparse
 
 from osc_lib.command import command
 
+from osc_cpumigrate.choices import ON_TIMEOUT
 from osc_cpumigrate.commands import base
 from osc_cpumigrate.errors import translate_errors
-from osc_cpumigrate.workflow import migrate
 
 
 class MigrateServers(command.Lister):
@@ -30,7 +30,7 @@ class MigrateServers(command.Lister):
             help='How long one migration may run before --on-timeout '
                  'applies (default: 1800)')
         parser.add_argument(
-            '--on-timeout', metavar='<action>', choices=migrate.ON_TIMEOUT,
+            '--on-timeout', metavar='<action>', choices=ON_TIMEOUT,
             default='abort',
             help='abort (default: the server stays on its source) or '
                  'force-complete (pause the guest to finish)')
@@ -40,6 +40,8 @@ class MigrateServers(command.Lister):
 
     @translate_errors
     def take_action(self, parsed_args: argparse.Namespace):
+        from osc_cpumigrate.workflow import migrate
+
         ctx = base.context(self, parsed_args)
         return migrate.migrate(ctx, parsed_args.host,
                                parsed_args.destinations, parsed_args.servers,

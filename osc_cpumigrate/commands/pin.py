@@ -6,8 +6,6 @@ from osc_lib.command import command
 
 from osc_cpumigrate.commands import base
 from osc_cpumigrate.errors import translate_errors
-from osc_cpumigrate.workflow import pin
-from osc_cpumigrate.workflow import transition
 
 
 class PinServers(command.Lister):
@@ -29,6 +27,9 @@ class PinServers(command.Lister):
 
     @translate_errors
     def take_action(self, parsed_args: argparse.Namespace):
+        from osc_cpumigrate.workflow import pin
+        from osc_cpumigrate.workflow import transition
+
         ctx = base.context(self, parsed_args)
         floor_check = (None if parsed_args.ignore_guest_floor
                        else transition.floor_check(ctx))

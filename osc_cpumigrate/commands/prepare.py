@@ -6,8 +6,6 @@ from osc_lib.command import command
 
 from osc_cpumigrate.commands import base
 from osc_cpumigrate.errors import translate_errors
-from osc_cpumigrate.workflow import prepare
-from osc_cpumigrate.workflow import transition
 
 
 class PrepareHost(command.Lister):
@@ -30,6 +28,9 @@ class PrepareHost(command.Lister):
 
     @translate_errors
     def take_action(self, parsed_args: argparse.Namespace):
+        from osc_cpumigrate.workflow import prepare
+        from osc_cpumigrate.workflow import transition
+
         ctx = base.context(self, parsed_args)
         model, flags = transition.resolve(
             ctx, parsed_args.host, parsed_args.destinations,

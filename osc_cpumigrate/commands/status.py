@@ -6,7 +6,6 @@ from osc_lib.command import command
 
 from osc_cpumigrate.commands import base
 from osc_cpumigrate.errors import translate_errors
-from osc_cpumigrate.workflow import status
 
 
 class ShowStatus(command.Lister):
@@ -23,5 +22,7 @@ class ShowStatus(command.Lister):
 
     @translate_errors
     def take_action(self, parsed_args: argparse.Namespace):
+        from osc_cpumigrate.workflow import status
+
         ctx = base.context(self, parsed_args)
         return status.status(ctx, parsed_args.host)

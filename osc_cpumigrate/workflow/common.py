@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 
+from osc_cpumigrate.choices import RESTART_METHODS
 from osc_cpumigrate.cloud import Cloud
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import PartialFailure
@@ -27,7 +28,6 @@ LOG = logging.getLogger(__name__)
 NATIVE_MODES = ('host-model', 'host-passthrough', 'maximum')
 #: Nova's default ``[libvirt] cpu_mode`` for KVM.
 DEFAULT_CPU_MODE = 'host-model'
-RESTART_METHODS = ('hard-reboot', 'stop-start')
 #: What one server's step may fail with without ending the verb at once:
 #: the verb records the failure in that server's row and stops cleanly.
 RECOVERABLE = (WorkflowError, host_api.HostError, sdk_exc.SDKException,

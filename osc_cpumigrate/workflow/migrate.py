@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from openstack import exceptions as sdk_exc
 
+from osc_cpumigrate.choices import ON_TIMEOUT
 from osc_cpumigrate.cloud import Capacity
 from osc_cpumigrate.cloud import flavor_needs
 from osc_cpumigrate.cloud import MIGRATION_DONE
@@ -26,7 +27,6 @@ from osc_cpumigrate.workflow import common
 LOG = logging.getLogger(__name__)
 
 COLUMNS = ('Server', 'Name', 'Source', 'Destination', 'Result', 'Seconds')
-ON_TIMEOUT = ('abort', 'force-complete')
 LIVE = 'live-migration'
 COLD = 'migration'
 #: How long a started migration may go without a record before we look for
