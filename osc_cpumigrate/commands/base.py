@@ -31,11 +31,14 @@ def env_float(name: str, default: float) -> float:
         return default
 
 
-def add_dry_run(parser: argparse.ArgumentParser) -> None:
+def add_dry_run(parser: argparse.ArgumentParser,
+                read_only: bool = False) -> None:
     parser.add_argument(
         '--dry-run', action='store_true',
-        help='Show what would be done (rows, and the nova.conf diff on '
-             'stderr) and change nothing')
+        help='Accepted for uniform pipelines: this command is read-only'
+        if read_only else
+        'Show what would be done (rows, and the nova.conf diff on stderr) '
+        'and change nothing')
 
 
 def add_auto_approve(parser: argparse.ArgumentParser) -> None:

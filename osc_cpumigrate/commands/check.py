@@ -19,6 +19,7 @@ class CheckHost(command.Lister):
             'host', metavar='<source-host>',
             help='Compute host to empty, as Nova names it')
         base.add_cpu_arguments(parser)
+        base.add_dry_run(parser, read_only=True)
         base.add_host_options(parser)
         return parser
 

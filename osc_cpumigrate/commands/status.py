@@ -17,6 +17,7 @@ class ShowStatus(command.Lister):
         parser.add_argument(
             'host', metavar='<host>',
             help='Compute host, as Nova names it')
+        base.add_dry_run(parser, read_only=True)
         base.add_host_options(parser)
         return parser
 

@@ -222,15 +222,57 @@ def test_full_runbook_intel_to_amd_and_back(lab_env):
     assert nova_conf(lab_env, 'amd-1') == amd_conf
 
 
-def test_bad_input_changes_nothing(lab_env):
+def test_bad_input_changes_nothing(lab_env, tmp_path):
+    before = nova_conf(lab_env, 'intel-2')
     for args, text in (
             (['prepare', 'nope-1', '--cpu-model', 'kvm64'], 'unknown host'),
             (['migrate', 'intel-2', '--destination', 'intel-2'],
              'source itself'),
             (['pin', 'intel-2', '--server', 'no-such-server',
-              '--auto-approve'], 'no server named')):
+              '--auto-approve'], 'no server named'),
+            (['prepare', 'intel-2', '--cpu-model', 'kvm64', '--nova-conf',
+              '/etc/nova/missing.conf'], '/etc/nova/missing.conf')):
         code, rows, err = cpumigrate(lab_env, *args, ok=False)
         assert code == 1 and text in err, err
-    env = dict(lab_env, OS_CPUMIGRATE_SSH_CONFIG=os.devnull)
-    code, rows, err = cpumigrate(env, 'status', 'intel-2', ok=False)
-    assert code == 1
+    # a non-admin token
+    member = dict(lab_env, OS_CLOUD='cpumigrate-lab-member')
+    code, rows, err = cpumigrate(member, 'prepare', 'intel-2', '--cpu-model',
+                                 'kvm64', ok=False)
+    assert code == 1 and 'HTTP 403' in err, err
+    # an SSH host key nobody has accepted
+    config = pathlib.Path(lab_env['OS_CPUMIGRATE_SSH_CONFIG']).read_text()
+    empty = tmp_path / 'known_hosts'
+    empty.write_text('')
+    strange = tmp_path / 'ssh_config'
+    strange.write_text('\n'.join(
+        '    UserKnownHostsFile %s' % empty
+        if line.strip().startswith('UserKnownHostsFile') else line
+        for line in config.splitlines()) + '\n')
+    env = dict(lab_env, OS_CPUMIGRATE_SSH_CONFIG=str(strange))
+    code, rows, err = cpumigrate(env, 'prepare', 'intel-2', '--cpu-model',
+                                 'kvm64', ok=False)
+    assert code == 1 and 'is not known' in err, err
+    # nothing of the above touched the host or its service
+    assert nova_conf(lab_env, 'intel-2') == before
+    service = osc(lab_env, 'compute', 'service', 'list', '--host', 'intel-2',
+                  '--service', 'nova-compute')[0]
+    assert service['Status'] == 'enabled'
+
+
+def test_prepare_dry_run_shows_masked_diff_and_changes_nothing(lab_env):
+    before = nova_conf(lab_env, 'intel-2')
+    assert 'transport_url' in before
+    code, [row], err = cpumigrate(lab_env, 'prepare', 'intel-2',
+                                  '--cpu-model', 'kvm64', '--cpu-flag',
+                                  'pcid', '--dry-run')
+    assert row['Result'].startswith('would disable service')
+    assert [ln for ln in err.splitlines()
+            if ln.startswith('+cpu_models') and 'kvm64' in ln]
+    secret = [line.split('=', 1)[1].strip() for line in before.splitlines()
+              if line.startswith('transport_url')][0]
+    password = secret.split('://', 1)[1].split('@')[0].split(':', 1)[1]
+    assert password not in err
+    assert nova_conf(lab_env, 'intel-2') == before
+    service = osc(lab_env, 'compute', 'service', 'list', '--host', 'intel-2',
+                  '--service', 'nova-compute')[0]
+    assert service['Status'] == 'enabled'

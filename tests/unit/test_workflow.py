@@ -514,3 +514,33 @@ def test_capacity_uses_the_hypervisors_resource_provider():
     assert asked[0] == ('/resource_providers',
                         {'name': 'amd-1.example.net'})
     assert (cap.vcpus, cap.ram_mb, cap.disk_gb) == (30, 2560, 90)
+
+
+def test_migrate_reports_progress_with_memory():
+    from openstack.compute.v2 import server_migration
+    p = pinned_world(active=1, stopped=0)
+    world = p.world
+    world.hang_migration = True
+    polls = []
+
+    def progress(server):
+        polls.append(1)
+        if len(polls) == 3:          # the migration ends after a while
+            for rec in world.records:
+                rec.status = 'completed'
+            s = world.servers[server.id]
+            world.hosts['amd-1'].domains[s.id] = world.hosts[
+                'intel-1'].domains.pop(s.id)
+            s.status, s.compute_host = 'ACTIVE', 'amd-1'
+        return iter([server_migration.ServerMigration(
+            id='1', memory_total_bytes=2 * 2**30,
+            memory_processed_bytes=len(polls) * 2**29)])
+    world.compute.server_migrations.side_effect = progress
+    shown = []
+    rows = as_dicts(migrate.migrate(world.context(progress=shown.append),
+                                    'intel-1', ['amd-1'], [], 600, 'abort',
+                                    False))
+    assert rows[0]['Result'] == 'live-migrated'
+    lines = [s for s in shown if 'migrating for' in s]
+    assert lines and 'memory 512/2048 MiB' in lines[0]
+    assert lines[0].startswith(p.servers[0].name)
