@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
+from osc_cpumigrate.cloud import stopped_by_us
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
@@ -38,6 +39,10 @@ def finalize(ctx: common.Context, host_name: str,
         todo: list[tuple[Any, host_api.GuestCpu]] = []
         for server in servers:
             base = (*common.server_row_base(server), server.status)
+            if stopped_by_us(server):
+                # An interrupted stop-start: start it to finish.
+                todo.append((server, host_api.GuestCpu(None, None)))
+                continue
             if server.status != 'ACTIVE':
                 rows[server.id] = (*base, '', '', 'skipped: %s'
                                    % server.status)
@@ -78,8 +83,12 @@ def finalize(ctx: common.Context, host_name: str,
             ctx.progress('%s: restarting %s (%s)' % (host_name, server.name,
                                                      method))
             try:
-                server = ctx.cloud.restart_server(server, method,
-                                                  ctx.server_timeout)
+                if stopped_by_us(server):
+                    server = ctx.cloud.start_stopped(server,
+                                                     ctx.server_timeout)
+                else:
+                    server = ctx.cloud.restart_server(server, method,
+                                                      ctx.server_timeout)
                 after = host.guest_cpu(server.id)
                 if not common.is_native(after, conf.original, host_cpu):
                     raise WorkflowError('its domain still runs %s' %

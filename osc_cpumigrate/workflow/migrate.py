@@ -20,6 +20,7 @@ from osc_cpumigrate.cloud import Capacity
 from osc_cpumigrate.cloud import flavor_needs
 from osc_cpumigrate.cloud import MIGRATION_DONE
 from osc_cpumigrate.cloud import MIGRATION_FAILED
+from osc_cpumigrate.cloud import stopped_by_us
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import common
@@ -146,6 +147,11 @@ def plan_moves(ctx: common.Context, source: str, servers: Sequence[Any],
                     rows[server.id] = (*base, 'refused: %s' % why, 0)
                     continue
                 moves.append(Move(server, LIVE))
+            elif stopped_by_us(server):
+                why = ('stopped by an interrupted pin: run "openstack '
+                       'cpumigrate pin %s" to start it again' % source)
+                failures.append('%s: %s' % (server.name or server.id, why))
+                rows[server.id] = (*base, 'refused: %s' % why, 0)
             elif server.status == 'SHUTOFF' and not server.task_state:
                 moves.append(Move(server, COLD))
             else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Sequence
 
+from osc_cpumigrate.cloud import stopped_by_us
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
@@ -52,6 +53,11 @@ def pin(ctx: common.Context, host_name: str, server_names: Sequence[str],
                                    'done' % doing)
                 keep_transition = True
                 continue
+            if stopped_by_us(server):
+                # An interrupted stop-start: starting it now (on the
+                # transition settings) finishes its restart.
+                todo.append((server, host_api.GuestCpu(None, None)))
+                continue
             if server.status != 'ACTIVE':
                 rows[server.id] = (*common.server_row_base(server),
                                    server.status, '', '',
@@ -90,7 +96,9 @@ def pin(ctx: common.Context, host_name: str, server_names: Sequence[str],
         if floor_check is not None:
             allowed = []
             for server, guest in todo:
-                why = floor_check(server, conf.settings, host)
+                # A server we stopped was running before: it starts again.
+                why = None if stopped_by_us(server) else floor_check(
+                    server, conf.settings, host)
                 if why:
                     failures.append('%s: %s' % (server.name or server.id, why))
                     rows[server.id] = (*common.server_row_base(server),
@@ -129,8 +137,12 @@ def pin(ctx: common.Context, host_name: str, server_names: Sequence[str],
             ctx.progress('%s: restarting %s (%s)' % (host_name,
                                                      server.name, method))
             try:
-                server = ctx.cloud.restart_server(server, method,
-                                                  ctx.server_timeout)
+                if stopped_by_us(server):
+                    server = ctx.cloud.start_stopped(server,
+                                                     ctx.server_timeout)
+                else:
+                    server = ctx.cloud.restart_server(server, method,
+                                                      ctx.server_timeout)
                 after = host.guest_cpu(server.id)
                 if not common.runs_transition(after, conf.settings):
                     raise WorkflowError(

@@ -260,6 +260,11 @@ class World:
         c.abort_server_migration.side_effect = self._abort
         c.server_actions.side_effect = self._actions
         c.get_server_action.side_effect = self._action
+        c.set_server_metadata.side_effect = (
+            lambda s, **kv: self.servers[self._sid(s)].metadata.update(kv))
+        c.delete_server_metadata.side_effect = (
+            lambda s, keys: [self.servers[self._sid(s)].metadata.pop(k, None)
+                             for k in keys])
         c.get_endpoint_data.return_value = mock.Mock(
             min_microversion='2.1', max_microversion='2.96')
         c.default_microversion = None

@@ -544,3 +544,32 @@ def test_migrate_reports_progress_with_memory():
     lines = [s for s in shown if 'migrating for' in s]
     assert lines and 'memory 512/2048 MiB' in lines[0]
     assert lines[0].startswith(p.servers[0].name)
+
+
+def test_a_server_an_interrupted_stop_start_left_stopped_is_started():
+    p = fakes.prepared_world(active=2, stopped=1)
+    world = p.world
+    first, second, off = p.servers
+    real_start = world.compute.start_server.side_effect
+
+    def crash(server):             # the run dies between stop and start
+        raise KeyboardInterrupt
+    world.compute.start_server.side_effect = crash
+    with pytest.raises(KeyboardInterrupt):
+        pin.pin(world.context(), 'intel-1', [], 'stop-start', False)
+    assert world.servers[first.id].status == 'SHUTOFF'
+    assert 'cpumigrate:stopped' in world.servers[first.id].metadata
+    # migrate will not carry it off stopped
+    with pytest.raises(PartialFailure, match='stopped by an interrupted pin'):
+        migrate.migrate(world.context(), 'intel-1', ['amd-1'], [], 60,
+                        'abort', True)
+    world.compute.start_server.side_effect = real_start
+    rows = as_dicts(pin.pin(world.context(), 'intel-1', [], 'stop-start',
+                            False))
+    results = {r['Server']: r['Result'] for r in rows}
+    assert results[first.id] == 'pinned'
+    assert results[second.id] == 'pinned'
+    assert results[off.id] == 'skipped: SHUTOFF'     # the customer's own
+    assert world.servers[first.id].status == 'ACTIVE'
+    assert world.servers[first.id].metadata == {}
+    assert world.guest(world.servers[first.id]).model == 'kvm64'
