@@ -34,7 +34,8 @@ BACKUP_SUFFIX = '.cpumigrate-'
 MARKER_PREFIX = '# cpumigrate: transition CPU set '
 _MARKER_RE = re.compile(
     r'^#\s*cpumigrate: transition CPU set (?P<at>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)'
-    r' by osc-cpumigrate; original saved as (?P<backup>.+?)\s*$')
+    r' by osc-cpumigrate; original saved as (?P<backup>.+?)'
+    r'(?: \(sha256 (?P<sha>[0-9a-f]{64})\))?\s*$')
 
 # CPU model and flag names as libvirt/QEMU spell them; anything else (spaces,
 # newlines, '=') could corrupt nova.conf, so it is refused before editing.
@@ -44,7 +45,9 @@ _FLAG_RE = re.compile(r'[+-]?[A-Za-z0-9][A-Za-z0-9_.-]*')
 SECRET_WORDS = ('password', 'secret', 'token', 'key')
 MASK = '***'
 # user:password@ in URLs, also after ',' for multi-host transport_url values.
-_URL_PASSWORD_RE = re.compile(r'(?P<pre>(?:://|,)[^\s:@/,]*:)(?P<pw>[^\s@]+)(?P<at>@)')
+# The password runs to the last '@' of its host segment, as oslo.messaging
+# and SQLAlchemy read it.
+_URL_PASSWORD_RE = re.compile(r'(?P<pre>(?:://|,)[^\s:@/,]*:)(?P<pw>[^\s/,]+)(?P<at>@)')
 _OPTION_LINE_RE = re.compile(
     r'(?P<lead>[#;][ \t#;]*)?(?P<key>[^\s=:#;\[][^=:]*?)(?P<sep>[ \t]*[=:][ \t]*)(?P<value>.*)')
 
@@ -59,6 +62,7 @@ class Marker:
 
     changed_at: datetime.datetime
     backup: str
+    backup_sha256: str | None = None   # of the original, as written
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,16 +137,18 @@ def _parse(text: str) -> list[_Block]:
 
     for top in updater.iter_blocks():
         if isinstance(top, Section):
-            add(top.name, 'header', None, None, nlines(top))
+            # oslo.config lower-cases group names (all but DEFAULT)
+            name = top.name if top.name == 'DEFAULT' else top.name.lower()
+            add(name, 'header', None, None, nlines(top))
             for blk in top.iter_blocks():
                 if isinstance(blk, Option):
-                    add(top.name, 'option', blk.raw_key, blk.value, nlines(blk))
+                    add(name, 'option', blk.raw_key, blk.value, nlines(blk))
                 elif isinstance(blk, Comment):
-                    add(top.name, 'comment', None, None, nlines(blk))
+                    add(name, 'comment', None, None, nlines(blk))
                 elif isinstance(blk, Space):
-                    add(top.name, 'space', None, None, nlines(blk))
+                    add(name, 'space', None, None, nlines(blk))
                 else:  # pragma: no cover - configupdater has no other kinds
-                    add(top.name, 'comment', None, None, nlines(blk))
+                    add(name, 'comment', None, None, nlines(blk))
         else:
             kind = 'space' if isinstance(top, Space) else 'comment'
             add(None, kind, None, None, nlines(top))
@@ -152,9 +158,18 @@ def _parse(text: str) -> list[_Block]:
     return blocks
 
 
+def _unquote(value: str) -> str:
+    """oslo.config drops one pair of matching quotes around a value."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in '"\'':
+        return value[1:-1]
+    return value
+
+
 def _split_list(value: str | None) -> tuple[str, ...]:
     if value is None:
         return ()
+    value = _unquote(value)
     return tuple(v.strip() for v in value.replace('\n', ',').split(',') if v.strip())
 
 
@@ -168,7 +183,7 @@ def read_settings(text: str) -> CpuSettings:
     for blk in _parse(text):
         if blk.section == SECTION and blk.kind == 'option' and blk.key in CPU_OPTIONS:
             values[blk.key] = blk.value
-    mode = (values.get(CPU_MODE) or '').strip() or None
+    mode = _unquote(values.get(CPU_MODE) or '') or None
     if CPU_MODELS in values:
         models = _split_list(values[CPU_MODELS])
     else:
@@ -187,7 +202,8 @@ def find_marker(text: str) -> Marker | None:
             match = _MARKER_RE.match(line.strip())
             if match:
                 at = datetime.datetime.strptime(match['at'], '%Y-%m-%dT%H:%M:%SZ')
-                return Marker(at.replace(tzinfo=datetime.timezone.utc), match['backup'])
+                return Marker(at.replace(tzinfo=datetime.timezone.utc), match['backup'],
+                              match['sha'])
     return None
 
 
@@ -209,11 +225,15 @@ def backup_path(conf_path: str, when: datetime.datetime) -> str:
     return conf_path + BACKUP_SUFFIX + _utc(when).strftime('%Y%m%dT%H%M%SZ')
 
 
-def marker_line(when: datetime.datetime, backup: str) -> str:
+def marker_line(when: datetime.datetime, backup: str,
+                backup_sha256: str | None = None) -> str:
+    """The marker comment; with the original's sha256, so a backup that was
+    changed afterwards is never restored as if it were the original."""
     if '\n' in backup or '\r' in backup:
         raise NovaConfError('backup path must be one line')
-    return '%s%s by osc-cpumigrate; original saved as %s' % (
-        MARKER_PREFIX, _utc(when).strftime('%Y-%m-%dT%H:%M:%SZ'), backup)
+    return '%s%s by osc-cpumigrate; original saved as %s%s' % (
+        MARKER_PREFIX, _utc(when).strftime('%Y-%m-%dT%H:%M:%SZ'), backup,
+        ' (sha256 %s)' % backup_sha256 if backup_sha256 else '')
 
 
 def check_model_and_flags(model: str, flags: Sequence[str]) -> None:
@@ -245,7 +265,7 @@ def apply_transition(text: str, model: str, flags: Sequence[str],
     blocks = _parse(text)
     lines = split_lines(text)
     eol = '\r\n' if lines and lines[0].endswith('\r\n') else '\n'
-    new = [marker_line(when, backup) + eol,
+    new = [marker_line(when, backup, sha256(text)) + eol,
            '%s = custom%s' % (CPU_MODE, eol),
            '%s = %s%s' % (CPU_MODELS, model, eol)]
     if flags:

@@ -57,7 +57,7 @@ PROFILES: dict[str, Profile] = {
         nova_conf='/etc/kolla/nova-compute/nova.conf',
         restart=(ENGINE, 'restart', 'nova_compute'),
         started_at=(ENGINE, 'inspect', '-f', '{{.State.StartedAt}}', 'nova_compute'),
-        libvirt_exec=(ENGINE, 'exec', '-i', 'nova_libvirt'),
+        libvirt_exec=(ENGINE, 'exec', '-i', '-e', 'LC_ALL=C', 'nova_libvirt'),
         description='kolla-ansible containers (docker or podman)'),
 }
 

@@ -78,7 +78,10 @@ if [ -n "$backup" ]; then
   sync -- "$bstage" 2>/dev/null || sync
   mv -f -- "$bstage" "$backup" || fail 15 "cannot create $backup"
   bstage=
-  [ "$(digest "$target")" = "$old" ] || fail 13 "$orig was changed by someone else since it was read"
+  if [ "$(digest "$target")" != "$old" ]; then
+    rm -f -- "$backup"
+    fail 13 "$orig was changed by someone else since it was read"
+  fi
 fi
 mv -f -- "$stage" "$target" || fail 16 "cannot move the new file into place"
 stage=
@@ -121,11 +124,20 @@ class Result:
         return self.exit_code == 0
 
     def error_line(self) -> str:
-        """The first meaningful line of stderr (masked), for a HostError."""
+        """The meaningful line of stderr (masked), for a HostError: our
+        script's own ``cpumigrate:`` line, else an ``error:`` line, else the
+        last line (login noise such as "Could not chdir to home directory"
+        or "sudo: unable to resolve host" comes first)."""
         for text in (self.stderr, self.stdout):
-            for line in (text or '').splitlines():
-                if line.strip():
-                    return novaconf.mask_text(line.strip())
+            lines = [ln.strip() for ln in (text or '').splitlines()
+                     if ln.strip()]
+            if not lines:
+                continue
+            for prefix in ('cpumigrate:', 'error:'):
+                for line in lines:
+                    if line.lower().startswith(prefix):
+                        return novaconf.mask_text(line)
+            return novaconf.mask_text(lines[-1])
         return 'exit status %s' % self.exit_code
 
 
@@ -168,6 +180,11 @@ class RemoteHost:
         try:
             if options.sudo:
                 host._checked(host._run(['true']), 'checking sudo')
+            else:
+                uid = host._checked(host._run(['id', '-u']), 'checking the login user')
+                if uid.stdout.strip() != '0':
+                    raise HostError('--no-sudo needs a root login, but the SSH user on %s '
+                                    'has uid %s' % (name, uid.stdout.strip() or '?'))
         except BaseException:
             host.close()
             raise
@@ -211,8 +228,10 @@ class RemoteHost:
         command = self.command_line(argv, root)
         LOG.debug('%s: running %s', self.name, command)
         try:
-            res = self.connection.run(command, hide=True, warn=True, in_stream=False,
-                                      pty=False, timeout=timeout)
+            # </dev/null: invoke leaves the remote stdin open, and a command
+            # that reads it would hang until the timeout.
+            res = self.connection.run(command + ' </dev/null', hide=True, warn=True,
+                                      in_stream=False, pty=False, timeout=timeout)
         except invoke.CommandTimedOut:
             raise HostError('%s on %s did not finish within %d s'
                             % (argv[0], self.name, timeout)) from None

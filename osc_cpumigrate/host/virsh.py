@@ -7,6 +7,7 @@ Kept apart from SSH so it is tested on recorded output.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 import xml.etree.ElementTree as ET
 
@@ -137,6 +138,10 @@ def parse_cpu_map(text: str) -> dict[str, str]:
             name = line[len(CPU_MAP_SEPARATOR):]
             files[name] = ''
         elif name is not None and line.strip():
-            files[name] = base64.b64decode(line.strip()).decode('utf-8', errors='replace')
+            try:
+                files[name] = base64.b64decode(line.strip(), validate=True).decode(
+                    'utf-8', errors='replace')
+            except binascii.Error:
+                raise HostError('the libvirt CPU map file %s arrived garbled' % name) from None
             name = None
     return files

@@ -33,7 +33,8 @@ def test_apply_sets_exactly_the_transition_settings(name):
     new = apply(text)
     assert novaconf.read_settings(new) == CpuSettings('custom', ('Westmere',), ('+pcid', '+ssse3'))
     marker = novaconf.find_marker(new)
-    assert marker == novaconf.Marker(WHEN, '/etc/nova/nova.conf.cpumigrate-20261127T100000Z')
+    assert marker == novaconf.Marker(WHEN, '/etc/nova/nova.conf.cpumigrate-20261127T100000Z',
+                                     novaconf.sha256(text))
     assert novaconf.find_marker(text) is None
 
 
@@ -237,3 +238,29 @@ def test_backup_path_is_utc():
     when = datetime.datetime(2026, 11, 27, 11, 0, 0, 123, tzinfo=cet)
     assert novaconf.backup_path('/etc/nova/nova.conf', when) == \
         '/etc/nova/nova.conf.cpumigrate-20261127T100000Z'
+
+
+def test_oslo_config_reading_quotes_and_group_case():
+    text = ('[LIBVIRT]\ncpu_mode = "host-passthrough"\n'
+            "[libvirt]\ncpu_models = 'Haswell, Broadwell'\n")
+    settings = novaconf.read_settings(text)
+    assert settings == CpuSettings('host-passthrough', ('Haswell', 'Broadwell'), ())
+    new = apply(text)
+    # both spellings of the group lose their CPU lines; nothing else moves
+    assert novaconf.read_settings(new) == CpuSettings('custom', ('Westmere',), ('+pcid', '+ssse3'))
+    assert '[LIBVIRT]' in new and 'host-passthrough' not in new
+
+
+def test_url_password_with_at_sign_is_masked_whole():
+    masked = novaconf.mask_text(
+        'transport_url = rabbit://nova:ab@cd@ctl:5672,nova:x@y@ctl2:5672/')
+    assert 'ab@cd' not in masked and 'cd@ctl' not in masked
+    assert 'x@y' not in masked
+    assert 'ctl:5672' in masked and 'ctl2:5672' in masked
+
+
+def test_a_changed_backup_does_not_look_like_ours():
+    text = load('devstack.conf')
+    new = apply(text)
+    changed = text.replace('[libvirt]', '[libvirt]\ncpu_mode = host-passthrough', 1)
+    assert apply(changed) != new      # the marker carries the original's sha256
