@@ -222,8 +222,14 @@ def test_full_runbook_intel_to_amd_and_back(lab_env):
     assert nova_conf(lab_env, 'amd-1') == amd_conf
 
 
+def service_status(env, host):
+    return osc(env, 'compute', 'service', 'list', '--host', host,
+               '--service', 'nova-compute')[0]['Status']
+
+
 def test_bad_input_changes_nothing(lab_env, tmp_path):
     before = nova_conf(lab_env, 'intel-2')
+    status_before = service_status(lab_env, 'intel-2')
     for args, text in (
             (['prepare', 'nope-1', '--cpu-model', 'kvm64'], 'unknown host'),
             (['migrate', 'intel-2', '--destination', 'intel-2'],
@@ -254,25 +260,23 @@ def test_bad_input_changes_nothing(lab_env, tmp_path):
     assert code == 1 and 'is not known' in err, err
     # nothing of the above touched the host or its service
     assert nova_conf(lab_env, 'intel-2') == before
-    service = osc(lab_env, 'compute', 'service', 'list', '--host', 'intel-2',
-                  '--service', 'nova-compute')[0]
-    assert service['Status'] == 'enabled'
+    assert service_status(lab_env, 'intel-2') == status_before
 
 
 def test_prepare_dry_run_shows_masked_diff_and_changes_nothing(lab_env):
-    before = nova_conf(lab_env, 'intel-2')
+    host = 'amd-2'                      # enabled, pristine nova.conf
+    before = nova_conf(lab_env, host)
     assert 'transport_url' in before
-    code, [row], err = cpumigrate(lab_env, 'prepare', 'intel-2',
-                                  '--cpu-model', 'kvm64', '--cpu-flag',
-                                  'pcid', '--dry-run')
-    assert row['Result'].startswith('would disable service')
+    assert service_status(lab_env, host) == 'enabled'
+    code, [row], err = cpumigrate(lab_env, 'prepare', host, '--cpu-model',
+                                  'kvm64', '--cpu-flag', 'pcid', '--dry-run')
+    assert row['Result'] == ('would disable service, write nova.conf, '
+                             'restart nova-compute')
     assert [ln for ln in err.splitlines()
             if ln.startswith('+cpu_models') and 'kvm64' in ln]
     secret = [line.split('=', 1)[1].strip() for line in before.splitlines()
               if line.startswith('transport_url')][0]
     password = secret.split('://', 1)[1].split('@')[0].split(':', 1)[1]
     assert password not in err
-    assert nova_conf(lab_env, 'intel-2') == before
-    service = osc(lab_env, 'compute', 'service', 'list', '--host', 'intel-2',
-                  '--service', 'nova-compute')[0]
-    assert service['Status'] == 'enabled'
+    assert nova_conf(lab_env, host) == before
+    assert service_status(lab_env, host) == 'enabled'
