@@ -227,7 +227,10 @@ class Cloud:
 
         Before a stop, the server gets the metadata key ``STOPPED_KEY``, so
         that if the run dies before the start, the next run knows this
-        server was stopped by cpumigrate and starts it (``start_stopped``)."""
+        server was stopped by cpumigrate: for such a server, a restart is
+        the start that was missing."""
+        if stopped_by_us(server):
+            return self.start_stopped(server, timeout)
         try:
             if method == 'hard-reboot':
                 self.compute.reboot_server(server, 'HARD')

@@ -137,12 +137,8 @@ def pin(ctx: common.Context, host_name: str, server_names: Sequence[str],
             ctx.progress('%s: restarting %s (%s)' % (host_name,
                                                      server.name, method))
             try:
-                if stopped_by_us(server):
-                    server = ctx.cloud.start_stopped(server,
-                                                     ctx.server_timeout)
-                else:
-                    server = ctx.cloud.restart_server(server, method,
-                                                      ctx.server_timeout)
+                server = ctx.cloud.restart_server(server, method,
+                                                  ctx.server_timeout)
                 after = host.guest_cpu(server.id)
                 if not common.runs_transition(after, conf.settings):
                     raise WorkflowError(
