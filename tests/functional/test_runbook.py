@@ -151,6 +151,21 @@ def test_guest_floor_and_failed_migration_stop_the_run(lab_env):
         assert (shown['status'], shown['OS-EXT-SRV-ATTR:host']) == (
             'ACTIVE', 'intel-2')
 
+    # a migration that does not end is aborted after --timeout
+    fault(lab_env, 'amd-2', 'migration-hangs')
+    try:
+        code, rows, err = cpumigrate(lab_env, 'migrate', 'intel-2',
+                                     '--destination', 'amd-2', '--server',
+                                     plain[0], '--timeout', '5', ok=False)
+    finally:
+        fault(lab_env, 'amd-2', 'clear')
+    assert code == 1
+    assert 'cancelled' in rows[0]['Result'], rows
+    assert 'abort' in err
+    shown = server(lab_env, plain[0])
+    assert (shown['status'], shown['OS-EXT-SRV-ATTR:host']) == (
+        'ACTIVE', 'intel-2')
+
 
 def test_full_runbook_intel_to_amd_and_back(lab_env):
     active = boot(lab_env, 'intel-1', 3, 'runbook')
@@ -211,13 +226,18 @@ def test_full_runbook_intel_to_amd_and_back(lab_env):
     assert back
     amd_conf = nova_conf(lab_env, 'amd-1')
     cpumigrate(lab_env, 'prepare', 'amd-1', '--destination', 'intel-1')
-    cpumigrate(lab_env, 'pin', 'amd-1', '--auto-approve')
+    cpumigrate(lab_env, 'pin', 'amd-1', '--auto-approve', '--method',
+               'stop-start')
     rows = by(cpumigrate(lab_env, 'migrate', 'amd-1', '--destination',
                          'intel-1')[1])
     assert {rows[s]['Result'] for s in back} == {'live-migrated'}
-    cpumigrate(lab_env, 'finalize', 'intel-1', '--auto-approve')
+    cpumigrate(lab_env, 'finalize', 'intel-1', '--auto-approve', '--method',
+               'stop-start')
     for sid in back:
         assert host_of(lab_env, sid) == 'intel-1'
+        shown = server(lab_env, sid)
+        assert shown['status'] == 'ACTIVE'
+        assert 'cpumigrate:stopped' not in str(shown.get('properties'))
         assert domain_model(lab_env, 'intel-1', sid) == 'Skylake-Server-IBRS'
     assert nova_conf(lab_env, 'amd-1') == amd_conf
 
