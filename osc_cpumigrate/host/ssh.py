@@ -185,7 +185,7 @@ def connect(nova_host: str, options: HostOptions):
         conn.close()
         raise HostError('SSH login to %s (%s) as %s failed: %s (check --ssh-user, IdentityFile, '
                         'your SSH agent)' % (nova_host, addr, conn.user, exc)) from None
-    except (socket.timeout, TimeoutError) as exc:
+    except (socket.timeout, TimeoutError):
         conn.close()
         raise HostError('cannot reach %s (%s): timed out after %d s'
                         % (nova_host, addr, timeout)) from None

@@ -108,7 +108,7 @@ def capacity_rows(ctx: common.Context, destinations: Sequence[str],
     moving = [s for s in servers
               if s.status in ('ACTIVE', 'SHUTOFF', 'MIGRATING',
                               'VERIFY_RESIZE')]
-    usable = [d for d in dict.fromkeys(destinations)]
+    usable = list(dict.fromkeys(destinations))
     free = {d: ctx.cloud.capacity(d) for d in usable}
     before = dict(free)
     homeless = [s.name or s.id for s in moving

@@ -18,7 +18,7 @@ LOG = logging.getLogger(__name__)
 COLUMNS = ('Kind', 'ID', 'Name', 'Status', 'Phase', 'CPU')
 
 
-def phase(guest: host_api.GuestCpu, native: bool, migrated: bool) -> str:
+def phase(native: bool, migrated: bool) -> str:
     if native:
         return 'finalized' if migrated else 'unpinned'
     return 'migrated-pinned' if migrated else 'pinned'
@@ -47,6 +47,6 @@ def status(ctx: common.Context, host_name: str,
                 rows.append((*base, 'unknown: %s' % exc, ''))
                 continue
             native = common.is_native(guest, conf.original, host_cpu)
-            rows.append((*base, phase(guest, native, server.id in migrated),
+            rows.append((*base, phase(native, server.id in migrated),
                          common.cpu_text(guest)))
     return COLUMNS, rows

@@ -1,33 +1,16 @@
 """Smoke tests of the lab itself: does it model what cpumigrate relies on?"""
 import json
-import os
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests.functional.labclient import host_of
+from tests.functional.labclient import OPENSTACK
+from tests.functional.labclient import osc
+from tests.functional.labclient import run
+
 pytestmark = pytest.mark.lab
-
-_venv_osc = os.path.join(os.path.dirname(sys.executable), 'openstack')
-OPENSTACK = os.environ.get('OPENSTACK') or (
-    _venv_osc if os.path.exists(_venv_osc) else 'openstack')
-
-
-def run(env, argv, ok=True, timeout=300):
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    if ok and proc.returncode != 0:
-        raise AssertionError('%s failed (%d):\n%s\n%s' % (
-            ' '.join(argv), proc.returncode, proc.stdout, proc.stderr))
-    return proc
-
-
-def osc(env, *args, ok=True):
-    proc = run(env, [OPENSTACK, *args, '-f', 'json'], ok=ok)
-    return json.loads(proc.stdout) if proc.stdout.strip() else None
-
 
 def ssh(env, host, command, ok=True):
     return run(env, ['ssh', '-F', env['OS_CPUMIGRATE_SSH_CONFIG'], '-o',
@@ -43,10 +26,6 @@ def boot(env, host, prefix):
 def cpu_of(env, host, sid):
     xml = ssh(env, host, 'sudo -n virsh dumpxml %s' % sid).stdout
     return ET.fromstring(xml).find('cpu')
-
-
-def host_of(env, sid):
-    return osc(env, 'server', 'show', sid)['OS-EXT-SRV-ATTR:host']
 
 
 def wait_fresh_heartbeat(env, host, since, timeout=60):

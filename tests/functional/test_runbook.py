@@ -6,37 +6,26 @@ leaves the hosts it touched in a state the next one expects.
 """
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
+
+from tests.functional.labclient import host_of
+from tests.functional.labclient import OPENSTACK
+from tests.functional.labclient import osc
+from tests.functional.labclient import run
 
 pytestmark = pytest.mark.lab
 
 LABCTL = pathlib.Path(__file__).parents[1] / 'lab' / 'labctl'
-OPENSTACK = str(pathlib.Path(sys.executable).with_name('openstack'))
-
-
-def run(env, argv, ok=True, timeout=900):
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    if ok and proc.returncode != 0:
-        raise AssertionError('%s failed (%d):\n%s\n%s' % (
-            ' '.join(argv), proc.returncode, proc.stdout, proc.stderr))
-    return proc
 
 
 def cpumigrate(env, *args, ok=True):
     """Run a verb with -f json; return (exit code, rows, stderr)."""
-    proc = run(env, [OPENSTACK, 'cpumigrate', *args, '-f', 'json'], ok=ok)
+    proc = run(env, [OPENSTACK, 'cpumigrate', *args, '-f', 'json'], ok=ok,
+               timeout=900)
     rows = json.loads(proc.stdout) if proc.stdout.strip() else []
     return proc.returncode, rows, proc.stderr
-
-
-def osc(env, *args):
-    return json.loads(run(env, [OPENSTACK, *args, '-f', 'json']).stdout)
 
 
 def servers_on(env, host):
@@ -46,10 +35,6 @@ def servers_on(env, host):
 
 def server(env, sid):
     return osc(env, 'server', 'show', sid)
-
-
-def host_of(env, sid):
-    return server(env, sid)['OS-EXT-SRV-ATTR:host']
 
 
 def ssh(env, host, *command):
