@@ -1,8 +1,9 @@
 """The cloud layer: every Nova and Placement call cpumigrate makes.
 
-Thin over openstacksdk's compute proxy.  Waiting follows
-``openstack.resource.wait_for_status``: poll, bounded by a timeout, with an
-injectable clock and sleep so unit tests never wait.
+Thin over openstacksdk's compute and placement proxies.  Every wait goes
+through :func:`osc_cpumigrate.poll.wait_for` (modelled on openstacksdk's
+``wait_for_status``) with this gateway's interval, clock and sleep, which
+unit tests inject so they never wait.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
+from osc_cpumigrate import poll
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 
@@ -88,6 +90,12 @@ class Cloud:
         self.sleep = sleep
         self.clock = clock
 
+    def wait(self, fetch: Callable[[], Any], **kwargs: Any) -> Any:
+        """:func:`osc_cpumigrate.poll.wait_for` at this gateway's interval,
+        clock and sleep."""
+        return poll.wait_for(fetch, interval=self.interval, clock=self.clock,
+                             sleep=self.sleep, **kwargs)
+
     def read(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """A read-only API call (a list is materialised), retried on
         connection errors and 502/503/504."""
@@ -141,21 +149,20 @@ class Cloud:
         ``service_down_time`` after its last heartbeat, and the old process
         may have reported just before it stopped.  Only the controller's
         clock is used."""
-        deadline = self.clock() + timeout
         since = parse_time(baseline)
-        while True:
-            service = self.compute_service(host)
+
+        def is_up(service: Any) -> bool:
             beat = parse_time(service.updated_at)
-            if (service.state == 'up' and beat is not None
-                    and (since is None or beat > since)):
-                return service
-            if self.clock() >= deadline:
-                raise WorkflowError(
-                    'nova-compute on %s did not report up within %d s '
-                    '(last heartbeat %s, state %s)'
-                    % (host, timeout, service.updated_at or 'never',
-                       service.state))
-            self.sleep(self.interval)
+            return (service.state == 'up' and beat is not None
+                    and (since is None or beat > since))
+
+        return self.wait(
+            lambda: self.compute_service(host), done=is_up, timeout=timeout,
+            message=lambda service: (
+                'nova-compute on %s did not report up within %d s '
+                '(last heartbeat %s, state %s)'
+                % (host, timeout, service.updated_at or 'never',
+                   service.state)))
 
     # -- servers ----------------------------------------------------------
 
@@ -202,23 +209,26 @@ class Cloud:
         server can still show its old status, so the task state must have
         come and gone too."""
         wanted = (status,) if isinstance(status, str) else status
-        deadline = self.clock() + timeout
-        while True:
-            server = self.get_server(server)
-            if (server.status in wanted and not server.task_state
-                    and (host is None or server.compute_host == host)):
-                return server
-            if server.status == 'ERROR' and 'ERROR' not in wanted:
-                fault = (server.fault or {}).get('message', '')
-                raise WorkflowError('server %s went to ERROR%s' % (
-                    server.id, ': %s' % fault if fault else ''))
-            if self.clock() >= deadline:
-                raise WorkflowError(
-                    'server %s did not reach %s within %d s (status %s, '
-                    'task %s, host %s)' % (server.id, '/'.join(wanted), timeout,
-                                           server.status, server.task_state,
-                                           server.compute_host))
-            self.sleep(self.interval)
+
+        def reached(found: Any) -> bool:
+            return (found.status in wanted and not found.task_state
+                    and (host is None or found.compute_host == host))
+
+        def failed(found: Any) -> str | None:
+            if found.status != 'ERROR' or 'ERROR' in wanted:
+                return None
+            fault = (found.fault or {}).get('message', '')
+            return 'server %s went to ERROR%s' % (
+                found.id, ': %s' % fault if fault else '')
+
+        return self.wait(
+            lambda: self.get_server(server), done=reached, failed=failed,
+            timeout=timeout,
+            message=lambda found: (
+                'server %s did not reach %s within %d s (status %s, '
+                'task %s, host %s)' % (found.id, '/'.join(wanted), timeout,
+                                       found.status, found.task_state,
+                                       found.compute_host)))
 
     def restart_server(self, server: Any, method: str,
                        timeout: float) -> Any:

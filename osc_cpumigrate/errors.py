@@ -22,6 +22,10 @@ class WorkflowError(Exception):
     """A verb cannot go on; the message is one line for the operator."""
 
 
+class Timeout(WorkflowError):
+    """A wait (:mod:`osc_cpumigrate.poll`) passed its deadline."""
+
+
 class PartialFailure(Exception):
     """Some rows failed: print every row, then fail with ``message``."""
 

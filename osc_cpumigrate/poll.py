@@ -1,0 +1,100 @@
+"""The one way cpumigrate waits: a deadline, an interval, a clock.
+
+Every wait (a server reaching a status, nova-compute reporting up after a
+restart, a migration running to its end) is "poll, bounded by a timeout".
+Written out in each place, the deadline arithmetic drifts apart and unit
+tests end up sleeping.  So, as openstacksdk does with
+``openstack.utils.iterate_timeout`` and ``openstack.resource.wait_for_status``,
+one generator owns time and the waiter owns the states:
+
+:func:`iterate_timeout`
+    owns time.  It yields the seconds elapsed since it started, before each
+    attempt; after an attempt that did not end the loop it raises
+    :class:`~osc_cpumigrate.errors.Timeout` if the deadline has passed, else
+    sleeps ``interval`` and yields again.  Unlike the SDK's, an attempt
+    always comes first and the deadline is checked *after* it, so the last
+    look at the cloud happens at or after the deadline and a timeout message
+    can name what was last seen.  ``timeout=None`` waits forever.
+
+:func:`wait_for`
+    owns the states: it calls ``fetch()`` on each attempt, returns the value
+    once ``done(value)`` is true, raises
+    :class:`~osc_cpumigrate.errors.WorkflowError` at once with the reason
+    ``failed(value)`` returns (a non-empty string), and calls
+    ``progress(value, elapsed)`` after every attempt that neither ended nor
+    failed.  ``message`` may be a string or a function of the last value, so
+    the timeout says where things stood.
+
+``clock`` and ``sleep`` are injected (defaults ``time.monotonic`` and
+``time.sleep``): unit tests pass a fake clock whose ``sleep`` advances it,
+and never wait.  Only the controller's monotonic clock is used, never a
+host's or the cloud's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator, TypeVar, Union
+
+from osc_cpumigrate.errors import Timeout
+from osc_cpumigrate.errors import WorkflowError
+
+T = TypeVar('T')
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+def iterate_timeout(timeout: float | None,
+                    message: str | Callable[[], str], *,
+                    interval: float,
+                    clock: Clock = time.monotonic,
+                    sleep: Sleep = time.sleep) -> Iterator[float]:
+    """Yield the elapsed seconds before each attempt; raise ``Timeout``.
+
+    ``message`` (or ``message()``, evaluated only on timeout) becomes the
+    text of the :class:`Timeout`.  The caller leaves the loop by returning
+    or raising; the generator never ends on its own except by ``Timeout``.
+    """
+    start = clock()
+    while True:
+        yield clock() - start
+        if timeout is not None and clock() - start >= timeout:
+            raise Timeout(message() if callable(message) else message)
+        sleep(interval)
+
+
+def wait_for(fetch: Callable[[], T], *,
+             done: Callable[[T], bool],
+             failed: Callable[[T], str | None] | None = None,
+             timeout: float | None,
+             interval: float,
+             message: Union[str, Callable[[T], str]],
+             clock: Clock = time.monotonic,
+             sleep: Sleep = time.sleep,
+             progress: Callable[[T, float], None] | None = None) -> T:
+    """Poll ``fetch()`` until ``done(value)``; see the module docstring.
+
+    Raises :class:`WorkflowError` with ``failed(value)``'s reason, or
+    :class:`Timeout` with ``message`` once ``timeout`` seconds have passed.
+    """
+    last: list[T] = []
+
+    def timeout_message() -> str:
+        if callable(message):
+            return message(last[-1])
+        return message
+
+    for elapsed in iterate_timeout(timeout, timeout_message,
+                                   interval=interval, clock=clock,
+                                   sleep=sleep):
+        value = fetch()
+        last[:] = [value]
+        if done(value):
+            return value
+        reason = failed(value) if failed is not None else None
+        if reason:
+            raise WorkflowError(reason)
+        if progress is not None:
+            progress(value, elapsed)
+    raise AssertionError('unreachable')  # iterate_timeout never ends
