@@ -8,7 +8,6 @@ unit tests inject so they never wait.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import time
@@ -21,6 +20,8 @@ from openstack import utils as sdk_utils
 from osc_cpumigrate import poll
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
+# Capacity lives in types; workflow code may still import it from here.
+from osc_cpumigrate.types import Capacity
 
 LOG = logging.getLogger(__name__)
 
@@ -59,23 +60,6 @@ def parse_time(value: str | None) -> datetime.datetime | None:
 
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-@dataclasses.dataclass(frozen=True)
-class Capacity:
-    """Free resources of a compute node as Placement sees them."""
-
-    vcpus: float
-    ram_mb: float
-    disk_gb: float
-
-    def fits(self, vcpus: float, ram_mb: float, disk_gb: float) -> bool:
-        return (self.vcpus >= vcpus and self.ram_mb >= ram_mb
-                and self.disk_gb >= disk_gb)
-
-    def minus(self, vcpus: float, ram_mb: float, disk_gb: float) -> Capacity:
-        return Capacity(self.vcpus - vcpus, self.ram_mb - ram_mb,
-                        self.disk_gb - disk_gb)
 
 
 class Cloud:

@@ -26,6 +26,14 @@ class Timeout(WorkflowError):
     """A wait (:mod:`osc_cpumigrate.poll`) passed its deadline."""
 
 
+class HostError(Exception):
+    """A host operation failed; the message is one line for the operator.
+
+    Never carries secrets (nova.conf values of password/secret/token/key
+    options are masked before they reach a message).
+    """
+
+
 class PartialFailure(Exception):
     """Some rows failed: print every row, then fail with ``message``."""
 
@@ -64,7 +72,7 @@ def translate_errors(func: F) -> F:
             # them before failing, as OSC commands that collect failures do.
             self.produce_output(parsed_args, exc.columns, exc.rows)
             raise osc_exc.CommandError(str(exc)) from None
-        except WorkflowError as exc:
+        except (WorkflowError, HostError) as exc:
             raise osc_exc.CommandError(str(exc)) from None
         except sdk_exc.HttpException as exc:
             raise osc_exc.CommandError(http_message(exc)) from None
@@ -76,11 +84,5 @@ def translate_errors(func: F) -> F:
             # connection failures and the like, outside any retry
             raise osc_exc.CommandError('cloud API: %s' % (
                 str(exc).splitlines()[0] if str(exc) else exc)) from None
-        except Exception as exc:
-            from osc_cpumigrate.host.api import HostError  # lazy: start-up
-
-            if not isinstance(exc, HostError):
-                raise
-            raise osc_exc.CommandError(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]

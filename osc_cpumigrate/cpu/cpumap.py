@@ -31,7 +31,7 @@ import posixpath
 import xml.etree.ElementTree as ET
 from typing import Iterable, Mapping
 
-from osc_cpumigrate.host.api import HostCpu
+from osc_cpumigrate.types import HostCpu
 
 X86_ARCHES = ('x86',)
 

@@ -39,7 +39,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from osc_cpumigrate.cpu import levels
 from osc_cpumigrate.cpu.cpumap import CpuMap, CpuMapError, Model, host_features
-from osc_cpumigrate.host.api import CompareResult, HostCpu
+from osc_cpumigrate.types import CompareResult
+from osc_cpumigrate.types import HostCpu
 
 __all__ = [
     'NEVER_EXTRA', 'LAST_RESORT_MODELS', 'EXCLUDED_MODELS', 'MAX_TRIES',

@@ -7,119 +7,20 @@ that implement the same :class:`Host` protocol.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from typing import Protocol, Sequence
 
-
-class HostError(Exception):
-    """A host operation failed; the message is one line meant for the operator.
-
-    Never carries secrets (nova.conf values of password/secret/token/key
-    options are masked before they reach a message).
-    """
-
-
-@dataclasses.dataclass(frozen=True)
-class HostOptions:
-    """How to reach hosts and where things live on them (no CLI parsing here)."""
-
-    ssh_config: str | None = None          # OpenSSH config file; None: ~/.ssh/config
-    ssh_user: str | None = None
-    ssh_host_format: str = '{host}'        # e.g. '{host}.mgmt.example.net'
-    connect_timeout: float = 10.0
-    insecure_ssh: bool = False             # accept unknown host keys (warns)
-    sudo: bool = True                      # False: the login user is root
-    profile: str = 'default'               # default | rhel | kolla
-    nova_conf: str | None = None           # overrides the profile's path
-    restart_command: str | None = None     # overrides the profile's command
-    known_hosts: tuple[str, ...] = ()      # extra known_hosts files
-
-
-@dataclasses.dataclass(frozen=True)
-class CpuSettings:
-    """The ``[libvirt]`` CPU options of a nova.conf (None / () when unset)."""
-
-    mode: str | None = None
-    models: tuple[str, ...] = ()
-    extra_flags: tuple[str, ...] = ()
-
-    @property
-    def model(self) -> str | None:
-        return self.models[0] if self.models else None
-
-    def describe(self) -> str:
-        """Short text for a table cell, e.g. ``custom kvm64 +pcid``."""
-        parts = [self.mode or 'default']
-        parts += list(self.models)
-        parts += list(self.extra_flags)
-        return ' '.join(parts)
-
-
-@dataclasses.dataclass(frozen=True)
-class ConfState:
-    """What a host's nova.conf says right now."""
-
-    path: str
-    sha256: str
-    settings: CpuSettings                 # the CPU options in force in the file
-    transitioned: bool                    # the file carries cpumigrate's transition settings
-    original: CpuSettings                 # settings without cpumigrate's change (from the backup
-                                          # when transitioned, else == settings)
-    backup: str | None                    # the backup a restore would write back
-    changed_at: datetime.datetime | None  # when cpumigrate wrote the transition (UTC)
-
-
-@dataclasses.dataclass(frozen=True)
-class Change:
-    """A nova.conf change made (or, on dry run, that would be made)."""
-
-    path: str
-    before: CpuSettings
-    after: CpuSettings
-    backup: str | None        # backup written (None on dry run / no-op)
-    diff: str                 # unified diff with secret values masked
-    changed: bool             # False: the file already was as asked
-
-
-@dataclasses.dataclass(frozen=True)
-class GuestCpu:
-    """A domain's ``<cpu>``: mode, model and explicit features."""
-
-    mode: str | None                       # custom | host-model | host-passthrough | maximum
-    model: str | None
-    vendor: str | None = None
-    features: tuple[tuple[str, str], ...] = ()   # (policy, name), e.g. ('require', 'pcid')
-    xml: str = ''                                 # the <cpu> element as text
-
-    def required_features(self) -> frozenset[str]:
-        return frozenset(n for p, n in self.features if p in ('require', 'force'))
-
-
-@dataclasses.dataclass(frozen=True)
-class HostCpu:
-    """The host's CPU (``virsh capabilities``) and what its hypervisor offers
-    guests (``virsh domcapabilities``)."""
-
-    arch: str
-    vendor: str
-    model: str
-    features: frozenset[str]                      # as listed in capabilities (beyond the model)
-    host_model: str | None = None                 # domcapabilities host-model model name
-    host_model_features: frozenset[str] = frozenset()   # policy require, beyond the model
-    host_model_disabled: frozenset[str] = frozenset()   # policy disable
-    usable_models: frozenset[str] = frozenset()   # custom models with usable='yes'
-    libvirt_version: str | None = None
-    qemu_version: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class CompareResult:
-    """``virsh hypervisor-cpu-compare``: is a CPU definition runnable here?"""
-
-    compatible: bool
-    result: str        # identical | superset | incompatible
-    message: str = ''
+# Re-exported for code that still imports them from here; their home is
+# osc_cpumigrate.types (value types) and osc_cpumigrate.errors (HostError).
+# New code imports them from there.
+from osc_cpumigrate.errors import HostError  # noqa: F401
+from osc_cpumigrate.types import Change
+from osc_cpumigrate.types import CompareResult
+from osc_cpumigrate.types import ConfState
+from osc_cpumigrate.types import CpuSettings  # noqa: F401
+from osc_cpumigrate.types import GuestCpu
+from osc_cpumigrate.types import HostCpu
+from osc_cpumigrate.types import HostOptions
 
 
 class Host(Protocol):
@@ -130,7 +31,7 @@ class Host(Protocol):
     def nova_conf(self) -> ConfState:
         """Read and parse nova.conf; HostError if unreadable or unparsable."""
 
-    def apply_transition(self, model: str, flags: Sequence[str] = (),
+    def apply_transition(self, model: str, flags: Sequence[str] = (), *,
                          dry_run: bool = False) -> Change:
         """Set cpu_mode=custom, cpu_models=model, cpu_model_extra_flags=flags.
 
@@ -140,7 +41,7 @@ class Host(Protocol):
         (the earlier transition is replaced, the backup kept).
         """
 
-    def restore_original(self, dry_run: bool = False) -> Change:
+    def restore_original(self, *, dry_run: bool = False) -> Change:
         """Write back the backup's exact bytes (atomically, verified).
 
         Refuses (HostError) if the file was edited by someone else since the

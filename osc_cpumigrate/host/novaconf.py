@@ -21,7 +21,7 @@ import hashlib
 import re
 from typing import Sequence
 
-from osc_cpumigrate.host.api import CpuSettings
+from osc_cpumigrate.types import CpuSettings
 
 SECTION = 'libvirt'
 CPU_MODE = 'cpu_mode'

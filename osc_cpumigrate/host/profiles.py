@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import re
 
-from osc_cpumigrate.host.api import HostError
+from osc_cpumigrate.errors import HostError
 
 ENGINE = '{engine}'
 

@@ -24,9 +24,18 @@ import shlex
 import socket
 from typing import Sequence
 
-from osc_cpumigrate.host import novaconf, profiles, ssh, virsh
-from osc_cpumigrate.host.api import (Change, CompareResult, ConfState, CpuSettings, GuestCpu,
-                                     HostCpu, HostError, HostOptions)
+from osc_cpumigrate.errors import HostError
+from osc_cpumigrate.host import novaconf
+from osc_cpumigrate.host import profiles
+from osc_cpumigrate.host import ssh
+from osc_cpumigrate.host import virsh
+from osc_cpumigrate.types import Change
+from osc_cpumigrate.types import CompareResult
+from osc_cpumigrate.types import ConfState
+from osc_cpumigrate.types import CpuSettings
+from osc_cpumigrate.types import GuestCpu
+from osc_cpumigrate.types import HostCpu
+from osc_cpumigrate.types import HostOptions
 
 LOG = logging.getLogger(__name__)
 
@@ -211,21 +220,21 @@ class RemoteHost:
 
     # ----------------------------------------------------------- commands
 
-    def command_line(self, argv: Sequence[str], root: bool = True) -> str:
+    def command_line(self, argv: Sequence[str], *, root: bool = True) -> str:
         """One shell-safe command line: every argument ``shlex.quote``'d."""
         parts = ['env', 'LC_ALL=C', 'TZ=UTC'] + [str(a) for a in argv]
         if root and self.options.sudo:
             parts = ['sudo', '-n', '--'] + parts
         return shlex.join(parts)
 
-    def _run(self, argv: Sequence[str], root: bool = True,
+    def _run(self, argv: Sequence[str], *, root: bool = True,
              timeout: float = COMMAND_TIMEOUT) -> Result:
         """Run argv remotely (no stdin, output captured, never raises on
         a non-zero exit; raises HostError on sudo/connection trouble)."""
         import invoke
         import paramiko
 
-        command = self.command_line(argv, root)
+        command = self.command_line(argv, root=root)
         LOG.debug('%s: running %s', self.name, command)
         try:
             # </dev/null: invoke leaves the remote stdin open, and a command
@@ -239,10 +248,10 @@ class RemoteHost:
             raise HostError('lost the SSH connection to %s while running %s: %s'
                             % (self.name, argv[0], exc or type(exc).__name__)) from None
         result = Result(res.exited if res.exited is not None else -1, res.stdout, res.stderr)
-        self._check_sudo(result, root)
+        self._check_sudo(result, root=root)
         return result
 
-    def _run_input(self, argv: Sequence[str], data: bytes, root: bool = True,
+    def _run_input(self, argv: Sequence[str], data: bytes, *, root: bool = True,
                    timeout: float = COMMAND_TIMEOUT, what: str = 'a command') -> Result:
         """Run argv with ``data`` on its stdin, over a raw channel.
 
@@ -251,7 +260,7 @@ class RemoteHost:
         """
         import paramiko
 
-        command = self.command_line(argv, root)
+        command = self.command_line(argv, root=root)
         LOG.debug('%s: running %s with %d bytes on stdin', self.name, command, len(data))
         try:
             if not self.connection.is_connected:
@@ -273,7 +282,7 @@ class RemoteHost:
         if code == -1:   # paramiko: the channel closed without an exit status
             raise HostError('lost the SSH connection to %s while %s' % (self.name, what))
         result = Result(code, stdout.decode('utf-8', 'replace'), stderr.decode('utf-8', 'replace'))
-        self._check_sudo(result, root)
+        self._check_sudo(result, root=root)
         return result
 
     def _send(self, channel, data: bytes) -> None:
@@ -282,7 +291,7 @@ class RemoteHost:
         for start in range(0, len(view), UPLOAD_CHUNK):
             channel.sendall(view[start:start + UPLOAD_CHUNK])
 
-    def _check_sudo(self, result: Result, root: bool) -> None:
+    def _check_sudo(self, result: Result, *, root: bool) -> None:
         if not (root and self.options.sudo) or result.ok:
             return
         err = (result.stderr or '').lower()
@@ -406,7 +415,7 @@ class RemoteHost:
                 return name
         return None
 
-    def apply_transition(self, model: str, flags: Sequence[str] = (),
+    def apply_transition(self, model: str, flags: Sequence[str] = (), *,
                          dry_run: bool = False) -> Change:
         flags = tuple(flags)
         try:
@@ -442,7 +451,7 @@ class RemoteHost:
                  self.name, snap.path, target.describe(), backup)
         return Change(snap.path, snap.settings, target, backup, diff, True)
 
-    def restore_original(self, dry_run: bool = False) -> Change:
+    def restore_original(self, *, dry_run: bool = False) -> Change:
         snap = self._load()
         if snap.marker is None:
             return Change(snap.path, snap.settings, snap.settings, None, '', False)

@@ -14,7 +14,8 @@ import math
 import os
 import shlex
 
-from osc_cpumigrate.host.api import HostError, HostOptions
+from osc_cpumigrate.errors import HostError
+from osc_cpumigrate.types import HostOptions
 
 LOG = logging.getLogger(__name__)
 

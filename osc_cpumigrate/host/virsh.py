@@ -11,7 +11,9 @@ import binascii
 import re
 import xml.etree.ElementTree as ET
 
-from osc_cpumigrate.host.api import CompareResult, GuestCpu, HostError
+from osc_cpumigrate.errors import HostError
+from osc_cpumigrate.types import CompareResult
+from osc_cpumigrate.types import GuestCpu
 
 CPU_MAP_DIR = '/usr/share/libvirt/cpu_map'
 CPU_MAP_SEPARATOR = '==> cpumigrate-file '

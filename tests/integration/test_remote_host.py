@@ -13,7 +13,9 @@ import time
 import pytest
 
 from osc_cpumigrate.host import api, novaconf, remote
-from osc_cpumigrate.host.api import HostError, HostOptions
+from osc_cpumigrate.errors import HostError
+from osc_cpumigrate.types import CpuSettings
+from osc_cpumigrate.types import HostOptions
 
 from .conftest import ODD_FORMAT, install_conf
 
@@ -61,7 +63,7 @@ def test_connect_and_read_root_only_file(sshd, conf_dir, opened):
     state = host.nova_conf()
     assert state.path == str(path)
     assert state.sha256 == novaconf.sha256(KOLLA)
-    assert state.settings == api.CpuSettings('custom', ('Skylake-Server-IBRS',), ('pcid', 'ssbd'))
+    assert state.settings == CpuSettings('custom', ('Skylake-Server-IBRS',), ('pcid', 'ssbd'))
     assert not state.transitioned and state.backup is None and state.original == state.settings
 
 
@@ -72,7 +74,7 @@ def test_apply_then_restore_keeps_bytes_owner_and_mode(sshd, conf_dir, opened):
     host = opened('cmp1', options(sshd, path))
 
     change = host.apply_transition('Westmere', ['+pcid'])
-    assert change.changed and change.after == api.CpuSettings('custom', ('Westmere',), ('+pcid',))
+    assert change.changed and change.after == CpuSettings('custom', ('Westmere',), ('+pcid',))
     assert 'Kq9xT2pLm' not in change.diff and '+cpu_models = Westmere' in change.diff
     new = path.read_bytes()
     marker = novaconf.find_marker(novaconf.decode(new))

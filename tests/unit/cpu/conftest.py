@@ -10,7 +10,7 @@ from typing import Iterable
 import pytest
 
 from osc_cpumigrate.cpu.cpumap import CpuMap, host_features
-from osc_cpumigrate.host.api import HostCpu
+from osc_cpumigrate.types import HostCpu
 
 DATA = os.path.join(os.path.dirname(__file__), 'data', 'cpu_map')
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from osc_cpumigrate.cpu.cpumap import CpuMap, CpuMapError, host_features
-from osc_cpumigrate.host.api import HostCpu
+from osc_cpumigrate.types import HostCpu
 
 FEATURES = """<cpus>
   <feature name='fpu'><cpuid eax_in='0x01' edx='0x00000001'/></feature>

@@ -9,7 +9,8 @@ import pytest
 
 from osc_cpumigrate.cpu import floors
 from osc_cpumigrate.cpu import transition as tr
-from osc_cpumigrate.host.api import CompareResult, HostCpu
+from osc_cpumigrate.types import CompareResult
+from osc_cpumigrate.types import HostCpu
 
 from .conftest import make_host
 

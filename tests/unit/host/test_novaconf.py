@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 from osc_cpumigrate.host import novaconf
-from osc_cpumigrate.host.api import CpuSettings
+from osc_cpumigrate.types import CpuSettings
 
 FIXTURES = pathlib.Path(__file__).parents[2] / 'fixtures' / 'novaconf'
 SAMPLES = sorted(p.name for p in FIXTURES.glob('*.conf'))

@@ -5,7 +5,7 @@ import datetime
 import pytest
 
 from osc_cpumigrate.host import profiles
-from osc_cpumigrate.host.api import HostError
+from osc_cpumigrate.errors import HostError
 
 UTC = datetime.timezone.utc
 

@@ -5,7 +5,8 @@ import os
 import pytest
 
 from osc_cpumigrate.host import ssh
-from osc_cpumigrate.host.api import HostError, HostOptions
+from osc_cpumigrate.errors import HostError
+from osc_cpumigrate.types import HostOptions
 
 
 def test_ssh_name():

@@ -5,7 +5,7 @@ import base64
 import pytest
 
 from osc_cpumigrate.host import virsh
-from osc_cpumigrate.host.api import HostError
+from osc_cpumigrate.errors import HostError
 
 DUMPXML = """<domain type='kvm' id='3'>
   <name>instance-0000002a</name>
