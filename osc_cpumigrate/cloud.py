@@ -74,6 +74,11 @@ class Cloud:
         self.sleep = sleep
         self.clock = clock
 
+    @property
+    def placement(self) -> Any:
+        """The SDK's placement proxy, made only when a verb needs it."""
+        return self.conn.placement
+
     def wait(self, fetch: Callable[[], Any], **kwargs: Any) -> Any:
         """:func:`osc_cpumigrate.poll.wait_for` at this gateway's interval,
         clock and sleep."""
@@ -358,12 +363,12 @@ class Cloud:
 
     # -- capacity ---------------------------------------------------------
 
-    def capacity(self, host: str) -> Capacity:
-        """Free vCPU, RAM and disk of the host's resource provider, from its
-        Placement inventories and usages."""
-        placement = self.conn.placement
-        # The provider is named after the hypervisor (often the FQDN), not
-        # the compute service host; since 2.53 its UUID is the hypervisor's.
+    def hypervisor_names(self, host: str) -> list[str]:
+        """The names the host's resource provider may have: the
+        hypervisor's (often the FQDN) first, then the service host.
+
+        Nova names the provider after the hypervisor, not the compute
+        service host (and since 2.53 its UUID is the hypervisor's)."""
         names = [host]
         try:
             for hyp in self.read(self.compute.hypervisors, details=True):
@@ -372,29 +377,49 @@ class Cloud:
                     names.insert(0, hyp.name)
         except (sdk_exc.HttpException, ks_exc.ConnectionError):
             pass
-        providers = []
+        return names
+
+    def resource_provider(self, host: str) -> Any:
+        """The host's Placement resource provider; WorkflowError if none."""
+        names = self.hypervisor_names(host)
         for name in names:
-            found = placement.get('/resource_providers',
-                                  params={'name': name})
-            providers = found.json().get('resource_providers', [])
-            if providers:
-                break
-        if not providers:
-            raise WorkflowError('host %s has no resource provider in '
-                                'Placement (looked for %s)'
-                                % (host, ', '.join(names)))
-        rp = providers[0]['uuid']
-        inventories = placement.get(
-            '/resource_providers/%s/inventories' % rp).json()['inventories']
-        usages = placement.get(
-            '/resource_providers/%s/usages' % rp).json()['usages']
+            found = self.read(self.placement.resource_providers, name=name)
+            if found:
+                return found[0]
+        raise WorkflowError('host %s has no resource provider in '
+                            'Placement (looked for %s)'
+                            % (host, ', '.join(names)))
+
+    def provider_usages(self, provider: Any) -> dict[str, float]:
+        """Placement's usages of a resource provider, per resource class.
+
+        ``fetch_resource_provider_usages`` came late to openstacksdk's
+        placement proxy; with an SDK that lacks it, this is the one raw
+        GET left in the gateway."""
+        fetch = getattr(self.placement, 'fetch_resource_provider_usages',
+                        None)
+        if fetch is not None:
+            return dict(self.read(fetch, provider).usages or {})
+        response = self.read(self.placement.get, '/resource_providers/%s/'
+                             'usages' % provider.id)
+        return dict(response.json()['usages'])
+
+    def capacity(self, host: str) -> Capacity:
+        """Free vCPU, RAM and disk of the host's resource provider, from its
+        Placement inventories and usages."""
+        provider = self.resource_provider(host)
+        inventories = {
+            inv.resource_class: inv for inv in self.read(
+                self.placement.resource_provider_inventories, provider)}
+        usages = self.provider_usages(provider)
 
         def free(rc: str) -> float:
             inv = inventories.get(rc)
-            if not inv:
+            if inv is None or inv.total is None:
                 return 0.0
-            total = (inv['total'] - inv.get('reserved', 0)) * inv.get(
-                'allocation_ratio', 1.0)
+            total = (inv.total - (inv.reserved or 0)) * (
+                inv.allocation_ratio if inv.allocation_ratio is not None
+                else 1.0)
             return total - usages.get(rc, 0)
 
         return Capacity(free('VCPU'), free('MEMORY_MB'), free('DISK_GB'))

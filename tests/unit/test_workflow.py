@@ -487,35 +487,6 @@ def test_migrate_abort_refused_keeps_following():
     assert any('abort refused' in line for line in shown)
 
 
-def test_capacity_uses_the_hypervisors_resource_provider():
-    from unittest import mock
-    from openstack.compute.v2 import hypervisor
-    world = fakes.World()
-    cloud = fakes.Cloud(world.conn)
-    world.compute.hypervisors.side_effect = lambda **kw: iter([
-        hypervisor.Hypervisor(id='rp-1', name='amd-1.example.net',
-                              service_details={'host': 'amd-1'})])
-    answers = {
-        '/resource_providers': {'resource_providers': [{'uuid': 'rp-1'}]},
-        '/resource_providers/rp-1/inventories': {'inventories': {
-            'VCPU': {'total': 8, 'reserved': 0, 'allocation_ratio': 4.0},
-            'MEMORY_MB': {'total': 4096, 'reserved': 512,
-                          'allocation_ratio': 1.0},
-            'DISK_GB': {'total': 100, 'allocation_ratio': 1.0}}},
-        '/resource_providers/rp-1/usages': {'usages': {
-            'VCPU': 2, 'MEMORY_MB': 1024, 'DISK_GB': 10}}}
-    asked = []
-
-    def get(url, params=None):
-        asked.append((url, params))
-        return mock.Mock(json=lambda: answers[url])
-    world.conn.placement.get.side_effect = get
-    cap = cloud.capacity('amd-1')
-    assert asked[0] == ('/resource_providers',
-                        {'name': 'amd-1.example.net'})
-    assert (cap.vcpus, cap.ram_mb, cap.disk_gb) == (30, 2560, 90)
-
-
 def test_migrate_reports_progress_with_memory():
     from openstack.compute.v2 import server_migration
     p = pinned_world(active=1, stopped=0)
