@@ -1,1 +1,2 @@
-"""osc-cpumigrate: live-migrate servers between hypervisors of different CPU vendors."""
+"""osc-cpumigrate: live-migrate servers between hypervisors of different
+CPU vendors."""

@@ -7,13 +7,14 @@ every failure reaches the operator as one line and exit code 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import functools
-from typing import Any, Callable, TypeVar
+from typing import Any
+from typing import TypeVar
 
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 from osc_lib import exceptions as osc_exc
-
 
 F = TypeVar('F', bound=Callable[..., Any])
 

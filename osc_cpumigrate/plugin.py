@@ -34,7 +34,8 @@ def make_client(instance: Any) -> Client:
 def build_option_parser(
     parser: argparse.ArgumentParser,
 ) -> argparse.ArgumentParser:
-    """Global option, as every OSC plugin has; SSH options live on the verbs."""
+    """Global option, as every OSC plugin has; SSH options live on the
+    verbs."""
     parser.add_argument(
         '--os-cpumigrate-api-version',
         metavar='<cpumigrate-api-version>',

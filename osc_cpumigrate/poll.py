@@ -33,8 +33,10 @@ host's or the cloud's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterator
 import time
-from typing import Callable, Iterator, TypeVar, Union
+from typing import TypeVar
 
 from osc_cpumigrate.errors import Timeout
 from osc_cpumigrate.errors import WorkflowError
@@ -69,7 +71,7 @@ def wait_for(fetch: Callable[[], T], *,
              failed: Callable[[T], str | None] | None = None,
              timeout: float | None,
              interval: float,
-             message: Union[str, Callable[[T], str]],
+             message: str | Callable[[T], str],
              clock: Clock = time.monotonic,
              sleep: Sleep = time.sleep,
              progress: Callable[[T, float], None] | None = None) -> T:

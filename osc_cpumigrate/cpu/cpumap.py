@@ -26,10 +26,11 @@ What is read, and why:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Mapping
 import dataclasses
 import posixpath
 import xml.etree.ElementTree as ET
-from typing import Iterable, Mapping
 
 from osc_cpumigrate.types import HostCpu
 
@@ -123,7 +124,7 @@ class CpuMap:
     # -- construction -----------------------------------------------------
 
     @classmethod
-    def from_files(cls, files: Mapping[str, str]) -> 'CpuMap':
+    def from_files(cls, files: Mapping[str, str]) -> CpuMap:
         """Parse a map given as file name -> XML text.
 
         Keys may be bare names (``index.xml``) or paths; they are matched by
@@ -154,7 +155,7 @@ class CpuMap:
         return cls(parser.vendors, parser.features, parser.models)
 
     @classmethod
-    def from_directory(cls, path: str) -> 'CpuMap':
+    def from_directory(cls, path: str) -> CpuMap:
         """Read a map from a directory such as ``/usr/share/libvirt/cpu_map``
         (for tools and tests; the workflow uses :meth:`from_files`)."""
         import os

@@ -40,9 +40,10 @@ Sources, first match wins:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Mapping
 import dataclasses
 import re
-from typing import Iterable, Mapping
 
 from osc_cpumigrate.cpu import levels
 

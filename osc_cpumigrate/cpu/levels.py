@@ -23,8 +23,8 @@ them, which makes the level independent of that difference).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 import re
-from typing import Iterable
 
 #: Features each level adds to the one below (libvirt names).
 LEVEL_FEATURES: dict[int, frozenset[str]] = {

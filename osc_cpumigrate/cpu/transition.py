@@ -32,13 +32,20 @@ in and a callback that runs ``Host.compare_cpu()``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
 import dataclasses
 import re
-from typing import Callable, Iterable, Mapping, Sequence
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
+from xml.sax.saxutils import quoteattr
 
 from osc_cpumigrate.cpu import levels
-from osc_cpumigrate.cpu.cpumap import CpuMap, CpuMapError, Model, host_features
+from osc_cpumigrate.cpu.cpumap import CpuMap
+from osc_cpumigrate.cpu.cpumap import CpuMapError
+from osc_cpumigrate.cpu.cpumap import Model
+from osc_cpumigrate.cpu.cpumap import host_features
 from osc_cpumigrate.types import CompareResult
 from osc_cpumigrate.types import HostCpu
 
@@ -190,7 +197,7 @@ class TransitionCpu:
                 f'{len(self.common)} common features, '
                 f'{levels.level_name(self.level)}')
 
-    def without(self, features: Iterable[str]) -> 'TransitionCpu | None':
+    def without(self, features: Iterable[str]) -> TransitionCpu | None:
         """This CPU without the extra flags in ``features``; None when its
         model itself needs one of them (the model is then unusable)."""
         drop = frozenset(features)
@@ -282,8 +289,13 @@ def _build(cpu_map: CpuMap, name: str, common: frozenset[str],
                        last_resort=last_resort)
 
 
-def _transition(model: Model, enable: Sequence[str], disable: Sequence[str],
-                common: frozenset[str] | None, **extra: object) -> TransitionCpu:
+def _transition(
+    model: Model,
+    enable: Sequence[str],
+    disable: Sequence[str],
+    common: frozenset[str] | None,
+    **extra: object,
+) -> TransitionCpu:
     """A model plus ``enable`` flags minus ``disable`` ones; ``common``
     None means the CPU's own features (nothing to compare with)."""
     feats = (model.features | frozenset(enable)) - frozenset(disable)
@@ -324,7 +336,7 @@ def candidates(cpu_map: CpuMap, hosts: Sequence[HostCpu]) \
         if levels.x86_64_level(core) < 1:
             continue        # 32-bit model: odd signature, tiny CPUID levels
         if not all(_usable(name, core, h, f)
-                   for h, f in zip(hosts, per_host)):
+                   for h, f in zip(hosts, per_host, strict=True)):
             continue
         if core <= common:
             out.append(_build(cpu_map, name, common, safe, virt))

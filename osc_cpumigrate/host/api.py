@@ -7,8 +7,9 @@ that implement the same :class:`Host` protocol.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import datetime
-from typing import Protocol, Sequence
+from typing import Protocol
 
 # Re-exported for code that still imports them from here; their home is
 # osc_cpumigrate.types (value types) and osc_cpumigrate.errors (HostError).

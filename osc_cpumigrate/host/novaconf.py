@@ -14,12 +14,12 @@ and bytes that are not UTF-8 (decoded with ``surrogateescape``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
 import datetime
 import difflib
 import hashlib
 import re
-from typing import Sequence
 
 from osc_cpumigrate.types import CpuSettings
 
@@ -33,9 +33,11 @@ CPU_OPTIONS = (CPU_MODE, CPU_MODELS, CPU_MODEL_DEPRECATED, CPU_EXTRA_FLAGS)
 BACKUP_SUFFIX = '.cpumigrate-'
 MARKER_PREFIX = '# cpumigrate: transition CPU set '
 _MARKER_RE = re.compile(
-    r'^#\s*cpumigrate: transition CPU set (?P<at>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)'
+    r'^#\s*cpumigrate: transition CPU set '
+    r'(?P<at>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)'
     r' by osc-cpumigrate; original saved as (?P<backup>.+?)'
-    r'(?: \(sha256 (?P<sha>[0-9a-f]{64})\))?\s*$')
+    r'(?: \(sha256 (?P<sha>[0-9a-f]{64})\))?\s*$'
+)
 
 # CPU model and flag names as libvirt/QEMU spell them; anything else (spaces,
 # newlines, '=') could corrupt nova.conf, so it is refused before editing.
@@ -49,7 +51,9 @@ MASK = '***'
 # and SQLAlchemy read it.
 _URL_PASSWORD_RE = re.compile(r'(?P<pre>(?:://|,)[^\s:@/,]*:)(?P<pw>[^\s/,]+)(?P<at>@)')
 _OPTION_LINE_RE = re.compile(
-    r'(?P<lead>[#;][ \t#;]*)?(?P<key>[^\s=:#;\[][^=:]*?)(?P<sep>[ \t]*[=:][ \t]*)(?P<value>.*)')
+    r'(?P<lead>[#;][ \t#;]*)?(?P<key>[^\s=:#;\[][^=:]*?)(?P<sep>[ \t]*[=:][ '
+    r'\t]*)(?P<value>.*)'
+)
 
 
 class NovaConfError(ValueError):
@@ -110,7 +114,8 @@ def _parse(text: str) -> list[_Block]:
     import configparser
 
     from configupdater import ConfigUpdater
-    from configupdater.block import Comment, Space
+    from configupdater.block import Comment
+    from configupdater.block import Space
     from configupdater.option import Option
     from configupdater.section import Section
 
@@ -119,12 +124,14 @@ def _parse(text: str) -> list[_Block]:
         updater.read_string(text)
     except (configparser.Error, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NovaConfError('not a valid INI file (%s)' % mask_text(first)) from exc
+        raise NovaConfError(
+            'not a valid INI file (%s)' % mask_text(first)
+        ) from exc
 
     def nlines(block) -> int:
         lines = getattr(block, 'lines', None)
         if lines is None:
-            lines = getattr(block, '_lines')
+            lines = block._lines
         return len(lines)
 
     blocks: list[_Block] = []
@@ -170,7 +177,9 @@ def _split_list(value: str | None) -> tuple[str, ...]:
     if value is None:
         return ()
     value = _unquote(value)
-    return tuple(v.strip() for v in value.replace('\n', ',').split(',') if v.strip())
+    return tuple(
+        v.strip() for v in value.replace('\n', ',').split(',') if v.strip()
+    )
 
 
 def read_settings(text: str) -> CpuSettings:
@@ -181,7 +190,11 @@ def read_settings(text: str) -> CpuSettings:
     """
     values: dict[str, str | None] = {}
     for blk in _parse(text):
-        if blk.section == SECTION and blk.kind == 'option' and blk.key in CPU_OPTIONS:
+        if (
+            blk.section == SECTION
+            and blk.kind == 'option'
+            and blk.key in CPU_OPTIONS
+        ):
             values[blk.key] = blk.value
     mode = _unquote(values.get(CPU_MODE) or '') or None
     if CPU_MODELS in values:
@@ -201,9 +214,14 @@ def find_marker(text: str) -> Marker | None:
         for line in lines[blk.start:blk.end]:
             match = _MARKER_RE.match(line.strip())
             if match:
-                at = datetime.datetime.strptime(match['at'], '%Y-%m-%dT%H:%M:%SZ')
-                return Marker(at.replace(tzinfo=datetime.timezone.utc), match['backup'],
-                              match['sha'])
+                at = datetime.datetime.strptime(
+                    match['at'], '%Y-%m-%dT%H:%M:%SZ'
+                )
+                return Marker(
+                    at.replace(tzinfo=datetime.timezone.utc),
+                    match['backup'],
+                    match['sha'],
+                )
     return None
 
 
@@ -247,7 +265,9 @@ def check_model_and_flags(model: str, flags: Sequence[str]) -> None:
 
 def transition_settings(model: str, flags: Sequence[str] = ()) -> CpuSettings:
     """The settings :func:`apply_transition` writes."""
-    return CpuSettings(mode='custom', models=(model,), extra_flags=tuple(flags))
+    return CpuSettings(
+        mode='custom', models=(model,), extra_flags=tuple(flags)
+    )
 
 
 def apply_transition(text: str, model: str, flags: Sequence[str],
@@ -271,21 +291,37 @@ def apply_transition(text: str, model: str, flags: Sequence[str],
     if flags:
         new.append('%s = %s%s' % (CPU_EXTRA_FLAGS, ', '.join(flags), eol))
 
-    cpu_blocks = [b for b in blocks
-                  if b.section == SECTION and b.kind == 'option' and b.key in CPU_OPTIONS]
+    cpu_blocks = [
+        b
+        for b in blocks
+        if b.section == SECTION and b.kind == 'option' and b.key in CPU_OPTIONS
+    ]
     drop = {i for b in cpu_blocks for i in range(b.start, b.end)}
     if cpu_blocks:
         insert_at = cpu_blocks[0].start
     else:
-        headers = [b for b in blocks if b.section == SECTION and b.kind == 'header']
+        headers = [
+            b for b in blocks if b.section == SECTION and b.kind == 'header'
+        ]
         if headers:
             last = headers[-1]
-            section_blocks = [b for b in blocks
-                              if b.section == SECTION and b.start >= last.start]
+            section_blocks = [
+                b
+                for b in blocks
+                if b.section == SECTION and b.start >= last.start
+            ]
             # this section's blocks run until the next header
-            following = [b for b in blocks if b.kind == 'header' and b.start > last.start]
+            following = [
+                b
+                for b in blocks
+                if b.kind == 'header' and b.start > last.start
+            ]
             limit = following[0].start if following else len(lines)
-            options = [b for b in section_blocks if b.kind == 'option' and b.end <= limit]
+            options = [
+                b
+                for b in section_blocks
+                if b.kind == 'option' and b.end <= limit
+            ]
             insert_at = options[-1].end if options else last.end
         else:
             insert_at = None
@@ -349,7 +385,13 @@ def mask_text(text: str) -> str:
             # also commented-out ones: "#password = old-one" is still a secret
             in_secret = not match['lead']
             value = MASK if match['value'] else ''
-            out.append((match['lead'] or '') + match['key'] + match['sep'] + value + eol)
+            out.append(
+                (match['lead'] or '')
+                + match['key']
+                + match['sep']
+                + value
+                + eol
+            )
             continue
         out.append(mask_value(body) + eol)
     return ''.join(out)
@@ -362,5 +404,9 @@ def unified_diff(path: str, before: str, after: str) -> str:
         fromfile=path, tofile=path + ' (cpumigrate)')
     out = []
     for line in diff:
-        out.append(line if line.endswith('\n') else line + '\n\\ No newline at end of file\n')
+        out.append(
+            line
+            if line.endswith('\n')
+            else line + '\n\\ No newline at end of file\n'
+        )
     return ''.join(out)

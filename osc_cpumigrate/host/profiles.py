@@ -34,7 +34,10 @@ class Profile:
 
     @property
     def needs_engine(self) -> bool:
-        return any(ENGINE in part for part in self.restart + self.started_at + self.libvirt_exec)
+        return any(
+            ENGINE in part
+            for part in self.restart + self.started_at + self.libvirt_exec
+        )
 
 
 PROFILES: dict[str, Profile] = {
@@ -42,23 +45,42 @@ PROFILES: dict[str, Profile] = {
         name='default',
         nova_conf='/etc/nova/nova.conf',
         restart=('systemctl', 'restart', 'nova-compute'),
-        started_at=('systemctl', 'show', '--property=ActiveEnterTimestamp', '--value',
-                    'nova-compute'),
-        description='Debian/Ubuntu packages, devstack-like installs'),
+        started_at=(
+            'systemctl',
+            'show',
+            '--property=ActiveEnterTimestamp',
+            '--value',
+            'nova-compute',
+        ),
+        description='Debian/Ubuntu packages, devstack-like installs',
+    ),
     'rhel': Profile(
         name='rhel',
         nova_conf='/etc/nova/nova.conf',
         restart=('systemctl', 'restart', 'openstack-nova-compute'),
-        started_at=('systemctl', 'show', '--property=ActiveEnterTimestamp', '--value',
-                    'openstack-nova-compute'),
-        description='RDO / RHEL OSP packages'),
+        started_at=(
+            'systemctl',
+            'show',
+            '--property=ActiveEnterTimestamp',
+            '--value',
+            'openstack-nova-compute',
+        ),
+        description='RDO / RHEL OSP packages',
+    ),
     'kolla': Profile(
         name='kolla',
         nova_conf='/etc/kolla/nova-compute/nova.conf',
         restart=(ENGINE, 'restart', 'nova_compute'),
-        started_at=(ENGINE, 'inspect', '-f', '{{.State.StartedAt}}', 'nova_compute'),
+        started_at=(
+            ENGINE,
+            'inspect',
+            '-f',
+            '{{.State.StartedAt}}',
+            'nova_compute',
+        ),
         libvirt_exec=(ENGINE, 'exec', '-i', '-e', 'LC_ALL=C', 'nova_libvirt'),
-        description='kolla-ansible containers (docker or podman)'),
+        description='kolla-ansible containers (docker or podman)',
+    ),
 }
 
 
@@ -75,8 +97,13 @@ def with_engine(argv: tuple[str, ...], engine: str | None) -> tuple[str, ...]:
     if not any(ENGINE in part for part in argv):
         return argv
     if not engine:
-        raise HostError('neither docker nor podman found on the host (kolla profile)')
-    return tuple(part.replace(ENGINE, engine) if part == ENGINE else part for part in argv)
+        raise HostError(
+            'neither docker nor podman found on the host (kolla profile)'
+        )
+    return tuple(
+        part.replace(ENGINE, engine) if part == ENGINE else part
+        for part in argv
+    )
 
 
 _SYSTEMD_TS_RE = re.compile(
@@ -104,7 +131,9 @@ def parse_started_at(text: str) -> datetime.datetime | None:
         offset = datetime.timedelta(0)
         if tz != 'Z':
             sign = 1 if tz[0] == '+' else -1
-            offset = sign * datetime.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+            offset = sign * datetime.timedelta(
+                hours=int(tz[1:3]), minutes=int(tz[4:6])
+            )
         base = datetime.datetime.strptime(match['date'] + ' ' + match['time'],
                                           '%Y-%m-%d %H:%M:%S')
         frac = match['frac'] or '0'
@@ -112,12 +141,17 @@ def parse_started_at(text: str) -> datetime.datetime | None:
         result = (base - offset).replace(tzinfo=datetime.timezone.utc)
         return None if result.year <= 1 else result
     # podman: "2026-11-27 10:00:00.123456789 +0000 UTC"
-    podman = re.match(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))? ([+-])(\d\d)(\d\d)\b', text)
+    podman = re.match(
+        r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))? ([+-])(\d\d)(\d\d)\b',
+        text,
+    )
     if podman:
         base = datetime.datetime.strptime(podman[1], '%Y-%m-%d %H:%M:%S')
         frac = podman[2] or '0'
         base = base.replace(microsecond=int(frac[:6].ljust(6, '0')))
-        offset = datetime.timedelta(hours=int(podman[4]), minutes=int(podman[5]))
+        offset = datetime.timedelta(
+            hours=int(podman[4]), minutes=int(podman[5])
+        )
         if podman[3] == '-':
             offset = -offset
         result = (base - offset).replace(tzinfo=datetime.timezone.utc)

@@ -16,13 +16,12 @@ over SSH, and does it safely:
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 import dataclasses
 import datetime
 import logging
 import re
 import shlex
-import socket
-from typing import Sequence
 
 from osc_cpumigrate.errors import HostError
 from osc_cpumigrate.host import novaconf
@@ -40,11 +39,15 @@ from osc_cpumigrate.types import HostOptions
 LOG = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 120.0     # seconds for one ordinary remote command
-RESTART_TIMEOUT = 600.0     # systemctl restart may wait for nova-compute to stop
+RESTART_TIMEOUT = 600.0  # systemctl restart may wait for nova-compute to stop
 UPLOAD_CHUNK = 32768
 
-_SUDO_PASSWORD = ('a password is required', 'a terminal is required', 'no tty present',
-                  'askpass')
+_SUDO_PASSWORD = (
+    'a password is required',
+    'a terminal is required',
+    'no tty present',
+    'askpass',
+)
 _SUDO_DENIED = ('is not in the sudoers file', 'is not allowed to execute',
                 'may not run sudo')
 
@@ -71,19 +74,29 @@ target=$(readlink -f -- "$orig") || fail 10 "cannot resolve $orig"
 [ -f "$target" ] || fail 10 "$orig is not a regular file"
 dir=$(dirname -- "$target")
 base=$(basename -- "$target")
-stage=$(mktemp -- "$dir/.$base.cpumigrate-stage-XXXXXX") || fail 10 "cannot create a stage file in $dir"
+stage=$(mktemp -- "$dir/.$base.cpumigrate-stage-XXXXXX") ||
+    fail 10 "cannot create a stage file in $dir"
 cat > "$stage" || fail 11 "the upload was interrupted"
-[ "$(digest "$stage")" = "$new" ] || fail 11 "the upload is incomplete (connection lost?)"
-chown --reference="$target" -- "$stage" || fail 12 "cannot give the stage file the owner of $orig"
-chmod --reference="$target" -- "$stage" || fail 12 "cannot give the stage file the mode of $orig"
-if command -v chcon >/dev/null 2>&1; then chcon --reference="$target" -- "$stage" 2>/dev/null || :; fi
+[ "$(digest "$stage")" = "$new" ] ||
+    fail 11 "the upload is incomplete (connection lost?)"
+chown --reference="$target" -- "$stage" ||
+    fail 12 "cannot give the stage file the owner of $orig"
+chmod --reference="$target" -- "$stage" ||
+    fail 12 "cannot give the stage file the mode of $orig"
+if command -v chcon >/dev/null 2>&1; then
+  chcon --reference="$target" -- "$stage" 2>/dev/null || :
+fi
 sync -- "$stage" 2>/dev/null || sync
-[ "$(digest "$target")" = "$old" ] || fail 13 "$orig was changed by someone else since it was read"
+[ "$(digest "$target")" = "$old" ] ||
+    fail 13 "$orig was changed by someone else since it was read"
 if [ -n "$backup" ]; then
   [ -e "$backup" ] && fail 14 "the backup $backup exists already"
-  bstage=$(mktemp -- "$(dirname -- "$backup")/.$base.cpumigrate-backup-XXXXXX") || fail 15 "cannot create $backup"
+  bdir=$(dirname -- "$backup")
+  bstage=$(mktemp -- "$bdir/.$base.cpumigrate-backup-XXXXXX") ||
+      fail 15 "cannot create $backup"
   cp -p -- "$target" "$bstage" || fail 15 "cannot copy $orig to $backup"
-  [ "$(digest "$bstage")" = "$old" ] || fail 15 "the copy of $orig for $backup differs"
+  [ "$(digest "$bstage")" = "$old" ] ||
+      fail 15 "the copy of $orig for $backup differs"
   sync -- "$bstage" 2>/dev/null || sync
   mv -f -- "$bstage" "$backup" || fail 15 "cannot create $backup"
   bstage=
@@ -95,7 +108,8 @@ fi
 mv -f -- "$stage" "$target" || fail 16 "cannot move the new file into place"
 stage=
 sync -- "$dir" 2>/dev/null || sync
-[ "$(digest "$target")" = "$new" ] || fail 17 "reading $orig back gives other bytes than written"
+[ "$(digest "$target")" = "$new" ] ||
+    fail 17 "reading $orig back gives other bytes than written"
 echo written
 '''
 
@@ -103,7 +117,8 @@ _WRITE_ERRORS = {
     10: 'cannot stage the new file',
     11: 'the upload did not arrive complete; the file was not changed',
     12: 'cannot copy owner and mode; the file was not changed',
-    13: 'the file was changed by someone else meanwhile; nothing written, read it again',
+    13: ('the file was changed by someone else meanwhile; nothing written, '
+         'read it again'),
     14: 'the backup file exists already; nothing written',
     15: 'cannot write the backup; the file was not changed',
     16: 'cannot move the new file into place; the file was not changed',
@@ -180,7 +195,7 @@ class RemoteHost:
     # ----------------------------------------------------------- connecting
 
     @classmethod
-    def connect(cls, name: str, options: HostOptions) -> 'RemoteHost':
+    def connect(cls, name: str, options: HostOptions) -> RemoteHost:
         """Connect, then prove root works (``sudo -n true``) so a missing
         sudo right fails here, before any verb starts changing things."""
         profile = profiles.get_profile(options.profile)
@@ -190,10 +205,14 @@ class RemoteHost:
             if options.sudo:
                 host._checked(host._run(['true']), 'checking sudo')
             else:
-                uid = host._checked(host._run(['id', '-u']), 'checking the login user')
+                uid = host._checked(
+                    host._run(['id', '-u']), 'checking the login user'
+                )
                 if uid.stdout.strip() != '0':
-                    raise HostError('--no-sudo needs a root login, but the SSH user on %s '
-                                    'has uid %s' % (name, uid.stdout.strip() or '?'))
+                    raise HostError(
+                        '--no-sudo needs a root login, but the SSH user on %s '
+                        'has uid %s' % (name, uid.stdout.strip() or '?')
+                    )
         except BaseException:
             host.close()
             raise
@@ -239,20 +258,41 @@ class RemoteHost:
         try:
             # </dev/null: invoke leaves the remote stdin open, and a command
             # that reads it would hang until the timeout.
-            res = self.connection.run(command + ' </dev/null', hide=True, warn=True,
-                                      in_stream=False, pty=False, timeout=timeout)
+            res = self.connection.run(
+                command + ' </dev/null',
+                hide=True,
+                warn=True,
+                in_stream=False,
+                pty=False,
+                timeout=timeout,
+            )
         except invoke.CommandTimedOut:
-            raise HostError('%s on %s did not finish within %d s'
-                            % (argv[0], self.name, timeout)) from None
-        except (paramiko.SSHException, OSError, EOFError, socket.timeout) as exc:
-            raise HostError('lost the SSH connection to %s while running %s: %s'
-                            % (self.name, argv[0], exc or type(exc).__name__)) from None
-        result = Result(res.exited if res.exited is not None else -1, res.stdout, res.stderr)
+            raise HostError(
+                '%s on %s did not finish within %d s'
+                % (argv[0], self.name, timeout)
+            ) from None
+        except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostError(
+                'lost the SSH connection to %s while running %s: %s'
+                % (self.name, argv[0], exc or type(exc).__name__)
+            ) from None
+        result = Result(
+            res.exited if res.exited is not None else -1,
+            res.stdout,
+            res.stderr,
+        )
         self._check_sudo(result, root=root)
         return result
 
-    def _run_input(self, argv: Sequence[str], data: bytes, *, root: bool = True,
-                   timeout: float = COMMAND_TIMEOUT, what: str = 'a command') -> Result:
+    def _run_input(
+        self,
+        argv: Sequence[str],
+        data: bytes,
+        *,
+        root: bool = True,
+        timeout: float = COMMAND_TIMEOUT,
+        what: str = 'a command',
+    ) -> Result:
         """Run argv with ``data`` on its stdin, over a raw channel.
 
         invoke's stdin pump sends one byte per packet; the one transfer we
@@ -261,7 +301,12 @@ class RemoteHost:
         import paramiko
 
         command = self.command_line(argv, root=root)
-        LOG.debug('%s: running %s with %d bytes on stdin', self.name, command, len(data))
+        LOG.debug(
+            '%s: running %s with %d bytes on stdin',
+            self.name,
+            command,
+            len(data),
+        )
         try:
             if not self.connection.is_connected:
                 self.connection.open()
@@ -276,12 +321,20 @@ class RemoteHost:
                 code = channel.recv_exit_status()
             finally:
                 channel.close()
-        except (paramiko.SSHException, OSError, EOFError, socket.timeout) as exc:
-            raise HostError('lost the SSH connection to %s while %s: %s'
-                            % (self.name, what, exc or type(exc).__name__)) from None
-        if code == -1:   # paramiko: the channel closed without an exit status
-            raise HostError('lost the SSH connection to %s while %s' % (self.name, what))
-        result = Result(code, stdout.decode('utf-8', 'replace'), stderr.decode('utf-8', 'replace'))
+        except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostError(
+                'lost the SSH connection to %s while %s: %s'
+                % (self.name, what, exc or type(exc).__name__)
+            ) from None
+        if code == -1:  # paramiko: the channel closed without an exit status
+            raise HostError(
+                'lost the SSH connection to %s while %s' % (self.name, what)
+            )
+        result = Result(
+            code,
+            stdout.decode('utf-8', 'replace'),
+            stderr.decode('utf-8', 'replace'),
+        )
         self._check_sudo(result, root=root)
         return result
 
@@ -299,27 +352,40 @@ class RemoteHost:
             return
         if any(text in err for text in _SUDO_PASSWORD):
             raise HostError(
-                'sudo on %s asks for a password: cpumigrate needs passwordless sudo (sudo -n) '
-                'for %s; or log in as root and use --no-sudo' % (self.name, self.connection.user))
+                'sudo on %s asks for a password: cpumigrate needs '
+                'passwordless sudo (sudo -n) '
+                'for %s; or log in as root and use --no-sudo'
+                % (self.name, self.connection.user)
+            )
         if any(text in err for text in _SUDO_DENIED):
-            raise HostError('%s may not use sudo on %s: cpumigrate needs passwordless sudo '
-                            '(sudo -n); or log in as root and use --no-sudo'
-                            % (self.connection.user, self.name))
+            raise HostError(
+                '%s may not use sudo on %s: cpumigrate needs passwordless '
+                'sudo '
+                '(sudo -n); or log in as root and use --no-sudo'
+                % (self.connection.user, self.name)
+            )
 
     def _checked(self, result: Result, what: str) -> Result:
         if not result.ok:
-            raise HostError('%s on %s failed: %s' % (what, self.name, result.error_line()))
+            raise HostError(
+                '%s on %s failed: %s' % (what, self.name, result.error_line())
+            )
         return result
 
     def read_file(self, path: str) -> bytes:
         """A remote file's exact bytes, read as root."""
         result = self._run(['base64', '-w', '0', '--', path])
         if not result.ok:
-            raise HostError('cannot read %s on %s: %s' % (path, self.name, result.error_line()))
+            raise HostError(
+                'cannot read %s on %s: %s'
+                % (path, self.name, result.error_line())
+            )
         try:
             return base64.b64decode(result.stdout.strip(), validate=True)
         except ValueError:
-            raise HostError('cannot read %s on %s: garbled transfer' % (path, self.name)) from None
+            raise HostError(
+                'cannot read %s on %s: garbled transfer' % (path, self.name)
+            ) from None
 
     def write_file(self, path: str, data: bytes, expected_sha256: str,
                    backup: str | None = None) -> None:
@@ -330,21 +396,36 @@ class RemoteHost:
         file is first copied there (owner, group, mode kept).
         """
         new_sha = novaconf.sha256(data)
-        argv = ['sh', '-c', WRITE_SCRIPT, 'cpumigrate-write', path, backup or '',
-                expected_sha256, new_sha]
+        argv = [
+            'sh',
+            '-c',
+            WRITE_SCRIPT,
+            'cpumigrate-write',
+            path,
+            backup or '',
+            expected_sha256,
+            new_sha,
+        ]
         what = 'writing %s' % path
         try:
             result = self._run_input(argv, data, what=what)
         except HostError as exc:
-            raise HostError('%s (%s is either unchanged or completely written, never partial: '
-                            'check it before going on)' % (exc, path)) from None
+            raise HostError(
+                '%s (%s is either unchanged or completely written, never '
+                'partial: '
+                'check it before going on)' % (exc, path)
+            ) from None
         if not result.ok:
-            reason = _WRITE_ERRORS.get(result.exit_code, 'exit status %s' % result.exit_code)
+            reason = _WRITE_ERRORS.get(
+                result.exit_code, 'exit status %s' % result.exit_code
+            )
             raise HostError('writing %s on %s failed: %s (%s)'
                             % (path, self.name, reason, result.error_line()))
         if novaconf.sha256(self.read_file(path)) != new_sha:
-            raise HostError('%s on %s reads back differently from what was written'
-                            % (path, self.name))
+            raise HostError(
+                '%s on %s reads back differently from what was written'
+                % (path, self.name)
+            )
 
     # ----------------------------------------------------------- nova.conf
 
@@ -362,8 +443,10 @@ class RemoteHost:
             try:
                 backup_data = self.read_file(marker.backup)
             except HostError as exc:
-                raise HostError('%s on %s says the original was saved as %s, but: %s'
-                                % (path, self.name, marker.backup, exc)) from None
+                raise HostError(
+                    '%s on %s says the original was saved as %s, but: %s'
+                    % (path, self.name, marker.backup, exc)
+                ) from None
         return _Snapshot(path, data, text, settings, marker, backup_data)
 
     def _is_ours(self, snap: _Snapshot) -> bool:
@@ -375,8 +458,12 @@ class RemoteHost:
             return False
         try:
             expected = novaconf.apply_transition(
-                novaconf.decode(snap.backup_data), settings.models[0], settings.extra_flags,
-                snap.marker.changed_at, snap.marker.backup)
+                novaconf.decode(snap.backup_data),
+                settings.models[0],
+                settings.extra_flags,
+                snap.marker.changed_at,
+                snap.marker.backup,
+            )
         except novaconf.NovaConfError:
             return False
         return novaconf.sha256(expected) == snap.sha256
@@ -384,21 +471,33 @@ class RemoteHost:
     def _refuse_foreign_edit(self, snap: _Snapshot, doing: str) -> None:
         if not self._is_ours(snap):
             raise HostError(
-                '%s on %s was edited after cpumigrate changed it (%s); refusing to %s: compare '
-                'it with %s and fix it by hand' % (
-                    snap.path, self.name,
-                    snap.marker.changed_at.strftime('%Y-%m-%dT%H:%M:%SZ') if snap.marker else '?',
-                    doing, snap.marker.backup if snap.marker else 'the backup'))
+                '%s on %s was edited after cpumigrate changed it (%s); '
+                'refusing to %s: compare '
+                'it with %s and fix it by hand'
+                % (
+                    snap.path,
+                    self.name,
+                    snap.marker.changed_at.strftime('%Y-%m-%dT%H:%M:%SZ')
+                    if snap.marker
+                    else '?',
+                    doing,
+                    snap.marker.backup if snap.marker else 'the backup',
+                )
+            )
 
     def nova_conf(self) -> ConfState:
         snap = self._load()
         original = snap.settings
         if snap.backup_data is not None:
             try:
-                original = novaconf.read_settings(novaconf.decode(snap.backup_data))
+                original = novaconf.read_settings(
+                    novaconf.decode(snap.backup_data)
+                )
             except novaconf.NovaConfError as exc:
-                raise HostError('backup %s on %s: %s' % (snap.marker.backup, self.name, exc)
-                                ) from None
+                raise HostError(
+                    'backup %s on %s: %s'
+                    % (snap.marker.backup, self.name, exc)
+                ) from None
         return ConfState(
             path=snap.path, sha256=snap.sha256, settings=snap.settings,
             transitioned=snap.marker is not None, original=original,
@@ -406,7 +505,9 @@ class RemoteHost:
             changed_at=snap.marker.changed_at if snap.marker else None)
 
     def _find_identical_backup(self, path: str, sha: str) -> str | None:
-        result = self._run(['sh', '-c', LIST_BACKUPS_SCRIPT, 'cpumigrate-list', path])
+        result = self._run(
+            ['sh', '-c', LIST_BACKUPS_SCRIPT, 'cpumigrate-list', path]
+        )
         if not result.ok:
             return None
         for line in result.stdout.splitlines():
@@ -429,24 +530,34 @@ class RemoteHost:
         if snap.marker:
             self._refuse_foreign_edit(snap, 'change it again')
             if snap.settings == target:
-                return Change(snap.path, snap.settings, target, None, '', False)
+                return Change(
+                    snap.path, snap.settings, target, None, '', False
+                )
             base = novaconf.decode(snap.backup_data)
             backup = snap.marker.backup
         else:
             if snap.settings == target:
-                return Change(snap.path, snap.settings, target, None, '', False)
+                return Change(
+                    snap.path, snap.settings, target, None, '', False
+                )
             base = snap.text
             backup = self._find_identical_backup(snap.path, snap.sha256)
             if backup is None:
                 backup = new_backup = novaconf.backup_path(snap.path, when)
         try:
-            new_text = novaconf.apply_transition(base, model, flags, when, backup)
+            new_text = novaconf.apply_transition(
+                base, model, flags, when, backup
+            )
         except novaconf.NovaConfError as exc:
-            raise HostError('%s on %s: %s' % (snap.path, self.name, exc)) from None
+            raise HostError(
+                '%s on %s: %s' % (snap.path, self.name, exc)
+            ) from None
         diff = novaconf.unified_diff(snap.path, snap.text, new_text)
         if dry_run:
             return Change(snap.path, snap.settings, target, None, diff, True)
-        self.write_file(snap.path, novaconf.encode(new_text), snap.sha256, new_backup)
+        self.write_file(
+            snap.path, novaconf.encode(new_text), snap.sha256, new_backup
+        )
         LOG.info('%s: %s now has %s (original saved as %s)',
                  self.name, snap.path, target.describe(), backup)
         return Change(snap.path, snap.settings, target, backup, diff, True)
@@ -454,7 +565,9 @@ class RemoteHost:
     def restore_original(self, *, dry_run: bool = False) -> Change:
         snap = self._load()
         if snap.marker is None:
-            return Change(snap.path, snap.settings, snap.settings, None, '', False)
+            return Change(
+                snap.path, snap.settings, snap.settings, None, '', False
+            )
         self._refuse_foreign_edit(snap, 'restore it')
         original_text = novaconf.decode(snap.backup_data)
         after = novaconf.read_settings(original_text)
@@ -462,18 +575,26 @@ class RemoteHost:
         if dry_run:
             return Change(snap.path, snap.settings, after, None, diff, True)
         self.write_file(snap.path, snap.backup_data, snap.sha256)
-        LOG.info('%s: %s restored from %s', self.name, snap.path, snap.marker.backup)
-        return Change(snap.path, snap.settings, after, snap.marker.backup, diff, True)
+        LOG.info(
+            '%s: %s restored from %s', self.name, snap.path, snap.marker.backup
+        )
+        return Change(
+            snap.path, snap.settings, after, snap.marker.backup, diff, True
+        )
 
     # ----------------------------------------------------------- services
 
     def _container_engine(self) -> str:
         if self._engine is None:
-            result = self._run(['sh', '-c', 'command -v docker || command -v podman'])
+            result = self._run(
+                ['sh', '-c', 'command -v docker || command -v podman']
+            )
             found = result.stdout.strip().splitlines()
             if not result.ok or not found:
-                raise HostError('neither docker nor podman found on %s (kolla profile)'
-                                % self.name)
+                raise HostError(
+                    'neither docker nor podman found on %s (kolla profile)'
+                    % self.name
+                )
             self._engine = found[0].rsplit('/', 1)[-1]
         return self._engine
 
@@ -490,8 +611,10 @@ class RemoteHost:
         LOG.info('%s: restarting nova-compute (%s)', self.name, ' '.join(argv))
         result = self._run(argv, timeout=RESTART_TIMEOUT)
         if not result.ok:
-            raise HostError('restarting nova-compute on %s failed (%s): %s'
-                            % (self.name, shlex.join(argv), result.error_line()))
+            raise HostError(
+                'restarting nova-compute on %s failed (%s): %s'
+                % (self.name, shlex.join(argv), result.error_line())
+            )
 
     def _host_now(self) -> datetime.datetime:
         """The hypervisor's own clock (UTC, whole seconds), for the marker:
@@ -514,27 +637,42 @@ class RemoteHost:
             return None
         result = self._run(argv)
         if not result.ok:
-            LOG.debug('%s: %s failed: %s', self.name, argv[0], result.error_line())
+            LOG.debug(
+                '%s: %s failed: %s', self.name, argv[0], result.error_line()
+            )
             return None
         return profiles.parse_started_at(result.stdout)
 
     # ----------------------------------------------------------- libvirt
 
     def _virsh(self, *args: str) -> tuple[str, ...]:
-        return self._profile_argv(self.profile.libvirt_exec) + ('virsh',) + args
+        return (
+            self._profile_argv(self.profile.libvirt_exec) + ('virsh',) + args
+        )
 
     def guest_cpu(self, instance_uuid: str) -> GuestCpu:
         result = self._run(self._virsh('dumpxml', instance_uuid))
         if not result.ok:
             err = result.error_line()
-            if 'domain not found' in err.lower() or 'failed to get domain' in err.lower():
-                raise HostError('no libvirt domain %s on %s' % (instance_uuid, self.name))
-            raise HostError('virsh dumpxml %s on %s failed: %s' % (instance_uuid, self.name, err))
+            if (
+                'domain not found' in err.lower()
+                or 'failed to get domain' in err.lower()
+            ):
+                raise HostError(
+                    'no libvirt domain %s on %s' % (instance_uuid, self.name)
+                )
+            raise HostError(
+                'virsh dumpxml %s on %s failed: %s'
+                % (instance_uuid, self.name, err)
+            )
         return virsh.parse_guest_cpu(result.stdout)
 
     def host_cpu(self) -> HostCpu:
         caps = virsh.parse_capabilities(
-            self._checked(self._run(self._virsh('capabilities')), 'virsh capabilities').stdout)
+            self._checked(
+                self._run(self._virsh('capabilities')), 'virsh capabilities'
+            ).stdout
+        )
         dom = virsh.parse_domcapabilities(
             self._checked(self._run(self._virsh('domcapabilities')),
                           'virsh domcapabilities').stdout)
@@ -542,23 +680,41 @@ class RemoteHost:
         version = self._run(self._virsh('version'))
         if version.ok:
             libvirt_version, qemu_version = virsh.parse_version(version.stdout)
-        return HostCpu(arch=caps['arch'], vendor=caps['vendor'], model=caps['model'],
-                       features=caps['features'], libvirt_version=libvirt_version,
-                       qemu_version=qemu_version, **dom)
+        return HostCpu(
+            arch=caps['arch'],
+            vendor=caps['vendor'],
+            model=caps['model'],
+            features=caps['features'],
+            libvirt_version=libvirt_version,
+            qemu_version=qemu_version,
+            **dom,
+        )
 
     def compare_cpu(self, cpu_xml: str) -> CompareResult:
         """The XML goes on stdin (``/dev/stdin``): no temp file to clean up,
         and it also works through ``docker exec -i`` on kolla."""
-        result = self._run_input(self._virsh('hypervisor-cpu-compare', '/dev/stdin'),
-                                 cpu_xml.encode('utf-8'), what='comparing CPUs')
+        result = self._run_input(
+            self._virsh('hypervisor-cpu-compare', '/dev/stdin'),
+            cpu_xml.encode('utf-8'),
+            what='comparing CPUs',
+        )
         try:
-            return virsh.parse_compare(result.exit_code, result.stdout, result.stderr)
+            return virsh.parse_compare(
+                result.exit_code, result.stdout, result.stderr
+            )
         except HostError as exc:
             raise HostError('%s: %s' % (self.name, exc)) from None
 
     def cpu_map(self) -> dict[str, str]:
         argv = self._profile_argv(self.profile.libvirt_exec) + (
-            'sh', '-c', virsh.cpu_map_script(), 'cpumigrate-cpu-map', virsh.CPU_MAP_DIR,
-            virsh.CPU_MAP_SEPARATOR)
-        result = self._checked(self._run(argv), 'reading %s' % virsh.CPU_MAP_DIR)
+            'sh',
+            '-c',
+            virsh.cpu_map_script(),
+            'cpumigrate-cpu-map',
+            virsh.CPU_MAP_DIR,
+            virsh.CPU_MAP_SEPARATOR,
+        )
+        result = self._checked(
+            self._run(argv), 'reading %s' % virsh.CPU_MAP_DIR
+        )
         return virsh.parse_cpu_map(result.stdout)

@@ -29,8 +29,11 @@ def ssh_name(nova_host: str, options: HostOptions) -> str:
     try:
         return options.ssh_host_format.format(host=nova_host)
     except (KeyError, IndexError, ValueError) as exc:
-        raise HostError('invalid --ssh-host-format %r: use {host} for the Nova host name (%s)'
-                        % (options.ssh_host_format, exc)) from None
+        raise HostError(
+            'invalid --ssh-host-format %r: use {host} for the Nova host name '
+            '(%s)'
+            % (options.ssh_host_format, exc)
+        ) from None
 
 
 def load_ssh_config(options: HostOptions):
@@ -52,8 +55,14 @@ def load_ssh_config(options: HostOptions):
     try:
         with open(full, encoding='utf-8') as handle:
             config.parse(handle)
-    except (OSError, ValueError, paramiko.ssh_exception.ConfigParseError) as exc:
-        raise HostError('cannot read SSH config %s: %s' % (path, exc)) from None
+    except (
+        OSError,
+        ValueError,
+        paramiko.ssh_exception.ConfigParseError,
+    ) as exc:
+        raise HostError(
+            'cannot read SSH config %s: %s' % (path, exc)
+        ) from None
     return config
 
 
@@ -74,12 +83,16 @@ def known_hosts_files(host_config: dict, options: HostOptions) -> list[str]:
 
 
 def _key_error(name: str, addr: str, port: int) -> str:
-    return ('SSH host key of %s (%s) is not known: verify it and add it to ~/.ssh/known_hosts '
-            '(e.g. ssh-keyscan -p %d %s >> ~/.ssh/known_hosts), or use --insecure-ssh'
-            % (name, addr, port, shlex.quote(addr)))
+    return (
+        'SSH host key of %s (%s) is not known: verify it and add it to '
+        '~/.ssh/known_hosts '
+        '(e.g. ssh-keyscan -p %d %s >> ~/.ssh/known_hosts), or use '
+        '--insecure-ssh'
+        % (name, addr, port, shlex.quote(addr))
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _policies():
     """The two missing-host-key policies and the exception (built lazily, once:
     they subclass paramiko, which must not be imported at module level)."""
@@ -90,10 +103,11 @@ def _policies():
             super().__init__('unknown host key for %s' % hostname)
             self.hostname = hostname
             self.key = key
-            self.hop = hop      # None: the host itself, else the jump host's name
+            self.hop = hop  # None: the host itself, else the jump host's name
 
     class Refuse(paramiko.MissingHostKeyPolicy):
-        """RejectPolicy that says which host, hop and key, for a useful message."""
+        """RejectPolicy that says which host, hop and key, for a useful
+        message."""
 
         def __init__(self, hop: str | None = None):
             self.hop = hop
@@ -105,8 +119,13 @@ def _policies():
         """--insecure-ssh: accept in memory only, never write known_hosts."""
 
         def missing_host_key(self, client, hostname, key):
-            LOG.warning('--insecure-ssh: accepting unverified SSH host key of %s (%s %s)',
-                        hostname, key.get_name(), key.fingerprint)
+            LOG.warning(
+                '--insecure-ssh: accepting unverified SSH host key of %s (%s '
+                '%s)',
+                hostname,
+                key.get_name(),
+                key.fingerprint,
+            )
             client.get_host_keys().add(hostname, key.get_name(), key)
 
     return UnknownHostKey, Refuse, AcceptWithWarning
@@ -125,7 +144,9 @@ def _arm(connection, options: HostOptions) -> None:
                     # "system" keys: paramiko never writes them back
                     hop.client.load_system_host_keys(path)
                 except (OSError, ValueError) as exc:
-                    LOG.warning('ignoring unreadable known_hosts %s: %s', path, exc)
+                    LOG.warning(
+                        'ignoring unreadable known_hosts %s: %s', path, exc
+                    )
         hop.client.set_missing_host_key_policy(
             accept() if options.insecure_ssh else refuse(label))
         hop = hop.gateway
@@ -139,7 +160,6 @@ def connect(nova_host: str, options: HostOptions):
     timeout and host key verification.  Raises HostError with one line that
     names the host and says what to do.
     """
-    import socket
 
     import fabric
     import paramiko
@@ -150,21 +170,37 @@ def connect(nova_host: str, options: HostOptions):
     timeout = max(1, math.ceil(options.connect_timeout))
     config = fabric.Config(
         ssh_config=ssh_config,
-        lazy=True,   # no /etc/fabric.yml & co: behaviour must not depend on them
+        # no /etc/fabric.yml & co: behaviour must not depend on them
+        lazy=True,
         overrides={
-            'run': {'hide': True, 'warn': True, 'in_stream': False, 'pty': False,
-                    'encoding': 'utf-8'},
+            'run': {
+                'hide': True,
+                'warn': True,
+                'in_stream': False,
+                'pty': False,
+                'encoding': 'utf-8',
+            },
             'timeouts': {'connect': timeout},
-            'connect_kwargs': {'banner_timeout': timeout, 'auth_timeout': timeout,
-                               'channel_timeout': timeout},
-        })
+            'connect_kwargs': {
+                'banner_timeout': timeout,
+                'auth_timeout': timeout,
+                'channel_timeout': timeout,
+            },
+        },
+    )
     if options.insecure_ssh:
-        LOG.warning('--insecure-ssh: SSH host keys are not verified for %s', nova_host)
+        LOG.warning(
+            '--insecure-ssh: SSH host keys are not verified for %s', nova_host
+        )
     try:
-        conn = fabric.Connection(target, user=options.ssh_user or None, config=config)
+        conn = fabric.Connection(
+            target, user=options.ssh_user or None, config=config
+        )
     except ValueError as exc:
-        raise HostError('invalid SSH destination %r for host %s: %s'
-                        % (target, nova_host, exc)) from None
+        raise HostError(
+            'invalid SSH destination %r for host %s: %s'
+            % (target, nova_host, exc)
+        ) from None
     _arm(conn, options)
     addr = '%s:%s' % (conn.host, conn.port)
     try:
@@ -172,33 +208,53 @@ def connect(nova_host: str, options: HostOptions):
     except unknown_key_type as exc:
         conn.close()
         key_addr, key_port = split_key_name(exc.hostname)
-        who = nova_host if exc.hop is None else 'jump host %s of %s' % (exc.hop, nova_host)
+        who = (
+            nova_host
+            if exc.hop is None
+            else 'jump host %s of %s' % (exc.hop, nova_host)
+        )
         raise HostError(_key_error(who, key_addr, key_port)) from None
     except paramiko.BadHostKeyException as exc:
         conn.close()
         raise HostError(
-            'SSH host key of %s (%s) has CHANGED since it was stored in known_hosts: this might '
-            'be an attack (or the host was reinstalled); verify the new key (%s %s) and replace '
+            'SSH host key of %s (%s) has CHANGED since it was stored in '
+            'known_hosts: this might '
+            'be an attack (or the host was reinstalled); verify the new key '
+            '(%s %s) and replace '
             'the old entry (ssh-keygen -R %s) before going on'
-            % (nova_host, exc.hostname, exc.key.get_name(), exc.key.fingerprint,
-               shlex.quote(exc.hostname))) from None
+            % (
+                nova_host,
+                exc.hostname,
+                exc.key.get_name(),
+                exc.key.fingerprint,
+                shlex.quote(exc.hostname),
+            )
+        ) from None
     except paramiko.AuthenticationException as exc:
         conn.close()
-        raise HostError('SSH login to %s (%s) as %s failed: %s (check --ssh-user, IdentityFile, '
-                        'your SSH agent)' % (nova_host, addr, conn.user, exc)) from None
-    except (socket.timeout, TimeoutError):
+        raise HostError(
+            'SSH login to %s (%s) as %s failed: %s (check --ssh-user, '
+            'IdentityFile, '
+            'your SSH agent)' % (nova_host, addr, conn.user, exc)
+        ) from None
+    except TimeoutError:
         conn.close()
-        raise HostError('cannot reach %s (%s): timed out after %d s'
-                        % (nova_host, addr, timeout)) from None
+        raise HostError(
+            'cannot reach %s (%s): timed out after %d s'
+            % (nova_host, addr, timeout)
+        ) from None
     except (OSError, paramiko.SSHException, EOFError) as exc:
         conn.close()
-        raise HostError('cannot connect to %s (%s): %s'
-                        % (nova_host, addr, exc or type(exc).__name__)) from None
+        raise HostError(
+            'cannot connect to %s (%s): %s'
+            % (nova_host, addr, exc or type(exc).__name__)
+        ) from None
     return conn
 
 
 def split_key_name(hostname: str) -> tuple[str, int]:
-    """paramiko's known_hosts name (``[addr]:port`` unless port 22) -> (addr, port)."""
+    """paramiko's known_hosts name (``[addr]:port`` unless port 22) ->
+    (addr, port)."""
     if hostname.startswith('[') and ']:' in hostname:
         addr, _, port = hostname[1:].partition(']:')
         try:

@@ -26,7 +26,9 @@ def _xml(text: str, what: str) -> ET.Element:
         raise HostError('cannot parse %s XML: %s' % (what, exc)) from None
 
 
-def _features(cpu: ET.Element, default_policy: str = 'require') -> tuple[tuple[str, str], ...]:
+def _features(
+    cpu: ET.Element, default_policy: str = 'require'
+) -> tuple[tuple[str, str], ...]:
     return tuple((f.get('policy', default_policy), f.get('name', ''))
                  for f in cpu.findall('feature') if f.get('name'))
 
@@ -42,12 +44,20 @@ def parse_guest_cpu(domain_xml: str) -> GuestCpu:
     if cpu is None:
         return GuestCpu(mode=None, model=None)
     model_el = cpu.find('model')
-    model = (model_el.text or '').strip() or None if model_el is not None else None
+    model = (
+        (model_el.text or '').strip() or None if model_el is not None else None
+    )
     mode = cpu.get('mode') or ('custom' if model else None)
     vendor_el = cpu.find('vendor')
-    vendor = (vendor_el.text or '').strip() or None if vendor_el is not None else None
+    vendor = (
+        (vendor_el.text or '').strip() or None
+        if vendor_el is not None
+        else None
+    )
     xml = ET.tostring(cpu, encoding='unicode').strip()
-    return GuestCpu(mode=mode, model=model, vendor=vendor, features=_features(cpu), xml=xml)
+    return GuestCpu(
+        mode=mode, model=model, vendor=vendor, features=_features(cpu), xml=xml
+    )
 
 
 def parse_capabilities(text: str) -> dict:
@@ -61,13 +71,20 @@ def parse_capabilities(text: str) -> dict:
         el = cpu.find(tag)
         return (el.text or '').strip() if el is not None and el.text else ''
 
-    features = frozenset(f.get('name') for f in cpu.findall('feature') if f.get('name'))
-    return {'arch': child('arch'), 'vendor': child('vendor'), 'model': child('model'),
-            'features': features}
+    features = frozenset(
+        f.get('name') for f in cpu.findall('feature') if f.get('name')
+    )
+    return {
+        'arch': child('arch'),
+        'vendor': child('vendor'),
+        'model': child('model'),
+        'features': features,
+    }
 
 
 def parse_domcapabilities(text: str) -> dict:
-    """``virsh domcapabilities`` -> host-model name/features and usable models."""
+    """``virsh domcapabilities`` -> host-model name/features and usable
+    models."""
     root = _xml(text, 'domcapabilities')
     result = {'host_model': None, 'host_model_features': frozenset(),
               'host_model_disabled': frozenset(), 'usable_models': frozenset()}
@@ -120,15 +137,19 @@ def parse_compare(exit_code: int, stdout: str, stderr: str) -> CompareResult:
         return CompareResult(True, 'identical', out)
     if exit_code == 0 and _SUPERSET in out:
         return CompareResult(True, 'superset', out)
-    err = ' '.join(line.strip() for line in (stderr or out).splitlines() if line.strip())
+    err = ' '.join(
+        line.strip() for line in (stderr or out).splitlines() if line.strip()
+    )
     raise HostError('virsh hypervisor-cpu-compare failed (exit %s): %s'
                     % (exit_code, err or 'no output'))
 
 
 def cpu_map_script(directory: str = CPU_MAP_DIR) -> str:
     """sh script printing every cpu_map file as ``separator name`` + base64."""
-    return ('cd "$1" || exit 3; for f in *; do [ -f "$f" ] || continue; '
-            'printf "%s%s\\n" "$2" "$f"; base64 -w 0 < "$f" || exit 4; echo; done')
+    return (
+        'cd "$1" || exit 3; for f in *; do [ -f "$f" ] || continue; '
+        'printf "%s%s\\n" "$2" "$f"; base64 -w 0 < "$f" || exit 4; echo; done'
+    )
 
 
 def parse_cpu_map(text: str) -> dict[str, str]:
@@ -141,9 +162,12 @@ def parse_cpu_map(text: str) -> dict[str, str]:
             files[name] = ''
         elif name is not None and line.strip():
             try:
-                files[name] = base64.b64decode(line.strip(), validate=True).decode(
-                    'utf-8', errors='replace')
+                files[name] = base64.b64decode(
+                    line.strip(), validate=True
+                ).decode('utf-8', errors='replace')
             except binascii.Error:
-                raise HostError('the libvirt CPU map file %s arrived garbled' % name) from None
+                raise HostError(
+                    'the libvirt CPU map file %s arrived garbled' % name
+                ) from None
             name = None
     return files

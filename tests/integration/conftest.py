@@ -89,7 +89,9 @@ class Sshd:
 
 
 def _run(*argv: str) -> None:
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def _ensure_users() -> None:
@@ -115,23 +117,44 @@ def _free_port() -> int:
 
 
 def _keygen(path: pathlib.Path, comment: str) -> str:
-    _run('ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', str(path))
+    _run(
+        'ssh-keygen',
+        '-q',
+        '-t',
+        'ed25519',
+        '-N',
+        '',
+        '-C',
+        comment,
+        '-f',
+        str(path),
+    )
     return pathlib.Path(str(path) + '.pub').read_text().strip()
 
 
 def _host_entry(alias: str, port: int, user: str, key: pathlib.Path,
                 known_hosts: pathlib.Path) -> str:
     quoted = '"%s"' % alias.replace('\\', '\\\\').replace('"', '\\"')
-    return ('Host %s\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n'
-            '  UserKnownHostsFile %s\n  IdentitiesOnly yes\n\n'
-            % (quoted, port, user, key, known_hosts))
+    return (
+        'Host %s\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile '
+        '%s\n'
+        '  UserKnownHostsFile %s\n  IdentitiesOnly yes\n\n'
+        % (quoted, port, user, key, known_hosts)
+    )
 
 
 @pytest.fixture(scope='session')
 def sshd():
     if os.geteuid() != 0:
-        pytest.skip('integration tests start sshd and create users: run them as root')
-    for tool in (SSHD, '/usr/bin/ssh-keygen', '/usr/bin/sudo', '/usr/sbin/useradd'):
+        pytest.skip(
+            'integration tests start sshd and create users: run them as root'
+        )
+    for tool in (
+        SSHD,
+        '/usr/bin/ssh-keygen',
+        '/usr/bin/sudo',
+        '/usr/sbin/useradd',
+    ):
         if not os.path.exists(tool):
             pytest.skip('%s missing: run tools/setup-test-deps first' % tool)
     _ensure_users()
@@ -147,15 +170,28 @@ def sshd():
     authorized.write_text(client_pub + '\n')
     authorized.chmod(0o644)
     known_hosts = base / 'known_hosts'
-    known_hosts.write_text('[127.0.0.1]:%d %s\n' % (port, ' '.join(host_pub.split()[:2])))
+    known_hosts.write_text(
+        '[127.0.0.1]:%d %s\n' % (port, ' '.join(host_pub.split()[:2]))
+    )
     config = base / 'sshd_config'
     config.write_text(
-        'Port %d\nListenAddress 127.0.0.1\nHostKey %s\nPidFile %s\nAuthorizedKeysFile %s\n'
-        'StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n'
+        'Port %d\nListenAddress 127.0.0.1\nHostKey %s\nPidFile '
+        '%s\nAuthorizedKeysFile %s\n'
+        'StrictModes no\nUsePAM no\nPasswordAuthentication '
+        'no\nKbdInteractiveAuthentication no\n'
         'PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n'
-        'AllowUsers %s %s root\nMaxStartups 100\nMaxSessions 100\nLogLevel VERBOSE\n'
+        'AllowUsers %s %s root\nMaxStartups 100\nMaxSessions 100\nLogLevel '
+        'VERBOSE\n'
         'Subsystem sftp internal-sftp\n'
-        % (port, host_key, base / 'sshd.pid', authorized, SUDO_USER, NOSUDO_USER))
+        % (
+            port,
+            host_key,
+            base / 'sshd.pid',
+            authorized,
+            SUDO_USER,
+            NOSUDO_USER,
+        )
+    )
     ssh_config = base / 'ssh_config'
     ssh_config.write_text(
         _host_entry('cmp1', port, SUDO_USER, client_key, known_hosts)
@@ -164,17 +200,25 @@ def sshd():
         + _host_entry('rootlogin', port, 'root', client_key, known_hosts)
         + _host_entry('jumped', port, SUDO_USER, client_key, known_hosts)
         .replace('\n\n', '\n  ProxyJump cmp1\n\n'))
-    check = subprocess.run([SSHD, '-t', '-f', str(config)], capture_output=True, text=True)
+    check = subprocess.run(
+        [SSHD, '-t', '-f', str(config)], capture_output=True, text=True
+    )
     if check.returncode != 0:
         pytest.fail('sshd rejects the test config: %s' % check.stderr.strip())
     log = base / 'sshd.log'
     with open(log, 'wb') as handle:
-        proc = subprocess.Popen([SSHD, '-D', '-e', '-f', str(config)], stdout=handle,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [SSHD, '-D', '-e', '-f', str(config)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     deadline = time.monotonic() + 10
     while True:
         try:
-            with socket.create_connection(('127.0.0.1', port), timeout=1) as sock:
+            with socket.create_connection(
+                ('127.0.0.1', port), timeout=1
+            ) as sock:
                 if sock.recv(4).startswith(b'SSH-'):
                     break
         except OSError:
@@ -183,9 +227,16 @@ def sshd():
             proc.kill()
             pytest.fail('sshd did not start: %s' % log.read_text()[-2000:])
         time.sleep(0.05)
-    server = Sshd(port=port, pid=proc.pid, dir=base, host_key_pub=host_pub,
-                  client_key=client_key, ssh_config=ssh_config, known_hosts=known_hosts,
-                  log=log)
+    server = Sshd(
+        port=port,
+        pid=proc.pid,
+        dir=base,
+        host_key_pub=host_pub,
+        client_key=client_key,
+        ssh_config=ssh_config,
+        known_hosts=known_hosts,
+        log=log,
+    )
     try:
         yield server
     finally:
@@ -201,7 +252,8 @@ def sshd():
 
 @pytest.fixture
 def conf_dir():
-    """A root-owned directory (0755) for nova.conf files; removed afterwards."""
+    """A root-owned directory (0755) for nova.conf files; removed
+    afterwards."""
     path = pathlib.Path(tempfile.mkdtemp(prefix='cpumigrate-conf-'))
     path.chmod(0o755)
     yield path

@@ -12,12 +12,15 @@ import time
 
 import pytest
 
-from osc_cpumigrate.host import api, novaconf, remote
 from osc_cpumigrate.errors import HostError
+from osc_cpumigrate.host import api
+from osc_cpumigrate.host import novaconf
+from osc_cpumigrate.host import remote
 from osc_cpumigrate.types import CpuSettings
 from osc_cpumigrate.types import HostOptions
 
-from .conftest import ODD_FORMAT, install_conf
+from .conftest import ODD_FORMAT
+from .conftest import install_conf
 
 FIXTURES = pathlib.Path(__file__).parents[1] / 'fixtures' / 'novaconf'
 KOLLA = (FIXTURES / 'kolla.conf').read_bytes()
@@ -49,8 +52,11 @@ def stat_of(path):
 
 
 def leftovers(directory: pathlib.Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if 'cpumigrate-stage' in p.name
-                  or 'cpumigrate-backup' in p.name)
+    return sorted(
+        p.name
+        for p in directory.iterdir()
+        if 'cpumigrate-stage' in p.name or 'cpumigrate-backup' in p.name
+    )
 
 
 def backups(directory: pathlib.Path) -> list[pathlib.Path]:
@@ -63,8 +69,14 @@ def test_connect_and_read_root_only_file(sshd, conf_dir, opened):
     state = host.nova_conf()
     assert state.path == str(path)
     assert state.sha256 == novaconf.sha256(KOLLA)
-    assert state.settings == CpuSettings('custom', ('Skylake-Server-IBRS',), ('pcid', 'ssbd'))
-    assert not state.transitioned and state.backup is None and state.original == state.settings
+    assert state.settings == CpuSettings(
+        'custom', ('Skylake-Server-IBRS',), ('pcid', 'ssbd')
+    )
+    assert (
+        not state.transitioned
+        and state.backup is None
+        and state.original == state.settings
+    )
 
 
 def test_apply_then_restore_keeps_bytes_owner_and_mode(sshd, conf_dir, opened):
@@ -74,13 +86,25 @@ def test_apply_then_restore_keeps_bytes_owner_and_mode(sshd, conf_dir, opened):
     host = opened('cmp1', options(sshd, path))
 
     change = host.apply_transition('Westmere', ['+pcid'])
-    assert change.changed and change.after == CpuSettings('custom', ('Westmere',), ('+pcid',))
-    assert 'Kq9xT2pLm' not in change.diff and '+cpu_models = Westmere' in change.diff
+    assert change.changed and change.after == CpuSettings(
+        'custom', ('Westmere',), ('+pcid',)
+    )
+    assert (
+        'Kq9xT2pLm' not in change.diff
+        and '+cpu_models = Westmere' in change.diff
+    )
     new = path.read_bytes()
     marker = novaconf.find_marker(novaconf.decode(new))
     assert marker.backup == change.backup
-    assert new == novaconf.encode(novaconf.apply_transition(
-        novaconf.decode(KOLLA), 'Westmere', ['+pcid'], marker.changed_at, marker.backup))
+    assert new == novaconf.encode(
+        novaconf.apply_transition(
+            novaconf.decode(KOLLA),
+            'Westmere',
+            ['+pcid'],
+            marker.changed_at,
+            marker.backup,
+        )
+    )
     assert stat_of(path) == before_stat
     (backup,) = backups(conf_dir)
     assert str(backup) == change.backup and backup.read_bytes() == KOLLA
@@ -90,7 +114,12 @@ def test_apply_then_restore_keeps_bytes_owner_and_mode(sshd, conf_dir, opened):
     state = host.nova_conf()
     assert state.transitioned and state.backup == change.backup
     assert state.original.model == 'Skylake-Server-IBRS'
-    assert abs(state.changed_at - datetime.datetime.now(datetime.timezone.utc)).total_seconds() < 60
+    assert (
+        abs(
+            state.changed_at - datetime.datetime.now(datetime.timezone.utc)
+        ).total_seconds()
+        < 60
+    )
 
     # same settings again: nothing written
     again = host.apply_transition('Westmere', ['+pcid'])
@@ -120,7 +149,12 @@ def test_dry_run_changes_nothing_and_masks(sshd, conf_dir, opened):
     assert change.changed and change.backup is None
     assert path.read_bytes() == DEVSTACK and backups(conf_dir) == []
     assert '-cpu_mode = host-model' in change.diff
-    for secret in ('secretrabbit', 'Sup3rS3cret', 's3rv1ce-pa55', 'dont-show-me'):
+    for secret in (
+        'secretrabbit',
+        'Sup3rS3cret',
+        's3rv1ce-pa55',
+        'dont-show-me',
+    ):
         assert secret not in change.diff
     host.apply_transition('Westmere', ['+pcid'])
     dry = host.restore_original(dry_run=True)
@@ -132,7 +166,10 @@ def test_restore_refuses_after_foreign_edit(sshd, conf_dir, opened):
     path = install_conf(conf_dir, DEVSTACK)
     host = opened('cmp1', options(sshd, path))
     host.apply_transition('Westmere')
-    edited = path.read_bytes() + b'\n[workarounds]\nskip_cpu_compare_on_dest = True\n'
+    edited = (
+        path.read_bytes()
+        + b'\n[workarounds]\nskip_cpu_compare_on_dest = True\n'
+    )
     path.write_bytes(edited)
     with pytest.raises(HostError, match='edited after cpumigrate changed it'):
         host.restore_original()
@@ -162,7 +199,9 @@ def test_changed_host_key_refused(sshd, tmp_path):
     known.write_text('[127.0.0.1]:%d %s\n' % (
         sshd.port, ' '.join((tmp_path / 'other.pub').read_text().split()[:2])))
     config = tmp_path / 'ssh_config'
-    config.write_text(sshd.ssh_config.read_text().replace(str(sshd.known_hosts), str(known)))
+    config.write_text(
+        sshd.ssh_config.read_text().replace(str(sshd.known_hosts), str(known))
+    )
     with pytest.raises(HostError, match='has CHANGED .* might be an attack'):
         api.open_host('cmp1', HostOptions(ssh_config=str(config)))
 
@@ -171,15 +210,22 @@ def test_unknown_host_key_refused_unless_insecure(sshd, tmp_path, caplog):
     known = tmp_path / 'known_hosts'
     known.write_text('')
     config = tmp_path / 'ssh_config'
-    config.write_text(sshd.ssh_config.read_text().replace(str(sshd.known_hosts), str(known)))
+    config.write_text(
+        sshd.ssh_config.read_text().replace(str(sshd.known_hosts), str(known))
+    )
     with pytest.raises(HostError) as err:
         api.open_host('cmp1', HostOptions(ssh_config=str(config)))
     assert str(err.value) == (
-        'SSH host key of cmp1 (127.0.0.1) is not known: verify it and add it to '
-        '~/.ssh/known_hosts (e.g. ssh-keyscan -p %d 127.0.0.1 >> ~/.ssh/known_hosts), '
-        'or use --insecure-ssh' % sshd.port)
+        'SSH host key of cmp1 (127.0.0.1) is not known: verify it and add it '
+        'to '
+        '~/.ssh/known_hosts (e.g. ssh-keyscan -p %d 127.0.0.1 >> '
+        '~/.ssh/known_hosts), '
+        'or use --insecure-ssh' % sshd.port
+    )
     with caplog.at_level(logging.WARNING):
-        host = api.open_host('cmp1', HostOptions(ssh_config=str(config), insecure_ssh=True))
+        host = api.open_host(
+            'cmp1', HostOptions(ssh_config=str(config), insecure_ssh=True)
+        )
         host.close()
     assert 'insecure-ssh' in caplog.text
     assert known.read_text() == ''   # never written to
@@ -189,8 +235,10 @@ def test_sudo_asking_for_password_is_a_clear_error(sshd):
     with pytest.raises(HostError) as err:
         api.open_host('nosudo', HostOptions(ssh_config=str(sshd.ssh_config)))
     assert str(err.value) == (
-        'sudo on nosudo asks for a password: cpumigrate needs passwordless sudo (sudo -n) '
-        'for cpmnosudo; or log in as root and use --no-sudo')
+        'sudo on nosudo asks for a password: cpumigrate needs passwordless '
+        'sudo (sudo -n) '
+        'for cpmnosudo; or log in as root and use --no-sudo'
+    )
 
 
 def test_root_login_without_sudo(sshd, conf_dir, opened):
@@ -207,23 +255,42 @@ def test_unreachable_and_bad_login(sshd, tmp_path):
         sock.bind(('127.0.0.1', 0))
         free_port = sock.getsockname()[1]
     config = tmp_path / 'ssh_config'
-    config.write_text('Host nohost\n  HostName 127.0.0.1\n  Port %d\n' % free_port)
-    with pytest.raises(HostError, match=r'cannot connect to nohost \(127.0.0.1:%d\)' % free_port):
-        api.open_host('nohost', HostOptions(ssh_config=str(config), connect_timeout=2))
-    with pytest.raises(HostError, match='SSH login to cmp1 .* as nobody failed'):
-        api.open_host('cmp1', HostOptions(ssh_config=str(sshd.ssh_config), ssh_user='nobody'))
+    config.write_text(
+        'Host nohost\n  HostName 127.0.0.1\n  Port %d\n' % free_port
+    )
+    with pytest.raises(
+        HostError,
+        match=r'cannot connect to nohost \(127.0.0.1:%d\)' % free_port,
+    ):
+        api.open_host(
+            'nohost', HostOptions(ssh_config=str(config), connect_timeout=2)
+        )
+    with pytest.raises(
+        HostError, match='SSH login to cmp1 .* as nobody failed'
+    ):
+        api.open_host(
+            'cmp1',
+            HostOptions(ssh_config=str(sshd.ssh_config), ssh_user='nobody'),
+        )
 
 
 def test_restart_override_and_started_at(sshd, conf_dir, opened):
     flag = conf_dir / "restarted it's"
-    host = opened('cmp1', options(sshd, restart_command='touch %s' % __import__('shlex').quote(
-        str(flag))))
+    host = opened(
+        'cmp1',
+        options(
+            sshd,
+            restart_command='touch %s' % __import__('shlex').quote(str(flag)),
+        ),
+    )
     host.restart_nova_compute()
     assert flag.exists() and os.stat(flag).st_uid == 0
     # no systemd in the test container: unknown, not an error
     assert host.compute_started_at() is None
     bad = opened('cmp1', options(sshd, restart_command='exit 3'))
-    with pytest.raises(HostError, match='restarting nova-compute on cmp1 failed'):
+    with pytest.raises(
+        HostError, match='restarting nova-compute on cmp1 failed'
+    ):
         bad.restart_nova_compute()
 
 
@@ -245,9 +312,13 @@ def _wait_no_stage(directory, timeout=10.0):
         time.sleep(0.05)
 
 
-def test_connection_dropped_during_upload_leaves_old_file(sshd, conf_dir, opened, monkeypatch):
-    big = DEVSTACK + b''.join(b'# padding line %06d to make the upload span many packets\n' % i
-                              for i in range(40000))
+def test_connection_dropped_during_upload_leaves_old_file(
+    sshd, conf_dir, opened, monkeypatch
+):
+    big = DEVSTACK + b''.join(
+        b'# padding line %06d to make the upload span many packets\n' % i
+        for i in range(40000)
+    )
     path = install_conf(conf_dir, big)
     before = stat_of(path)
     host = opened('cmp1', options(sshd, path))
@@ -261,7 +332,9 @@ def test_connection_dropped_during_upload_leaves_old_file(sshd, conf_dir, opened
         real_send(self, channel, data[len(data) // 2:])
 
     monkeypatch.setattr(remote.RemoteHost, '_send', send_half_then_drop)
-    with pytest.raises(HostError, match='either unchanged or completely written'):
+    with pytest.raises(
+        HostError, match='either unchanged or completely written'
+    ):
         host.apply_transition('Westmere', ['+pcid'])
     _wait_no_stage(conf_dir)
     assert path.read_bytes() == big
@@ -269,7 +342,9 @@ def test_connection_dropped_during_upload_leaves_old_file(sshd, conf_dir, opened
     assert leftovers(conf_dir) == [] and backups(conf_dir) == []
 
 
-def test_connection_dropped_after_write_leaves_new_file(sshd, conf_dir, opened, monkeypatch):
+def test_connection_dropped_after_write_leaves_new_file(
+    sshd, conf_dir, opened, monkeypatch
+):
     path = install_conf(conf_dir, DEVSTACK)
     host = opened('cmp1', options(sshd, path))
     real = remote.RemoteHost._run_input
@@ -286,8 +361,15 @@ def test_connection_dropped_after_write_leaves_new_file(sshd, conf_dir, opened, 
         pass   # the read-back may or may not reconnect: both are fine
     content = path.read_bytes()
     marker = novaconf.find_marker(novaconf.decode(content))
-    assert content == novaconf.encode(novaconf.apply_transition(
-        novaconf.decode(DEVSTACK), 'Westmere', ['+pcid'], marker.changed_at, marker.backup))
+    assert content == novaconf.encode(
+        novaconf.apply_transition(
+            novaconf.decode(DEVSTACK),
+            'Westmere',
+            ['+pcid'],
+            marker.changed_at,
+            marker.backup,
+        )
+    )
     assert leftovers(conf_dir) == []
 
 
@@ -318,6 +400,14 @@ def test_proxy_jump_verifies_every_hop(sshd, conf_dir, opened, tmp_path):
     text = sshd.ssh_config.read_text()
     head, _, tail = text.partition('Host "jumped"')
     config = tmp_path / 'ssh_config'
-    config.write_text(head.replace(str(sshd.known_hosts), str(known)) + 'Host "jumped"' + tail)
-    with pytest.raises(HostError, match=r'SSH host key of jump host cmp1 of jumped \(127.0.0.1\) is not known'):
+    config.write_text(
+        head.replace(str(sshd.known_hosts), str(known))
+        + 'Host "jumped"'
+        + tail
+    )
+    with pytest.raises(
+        HostError,
+        match=r'SSH host key of jump host cmp1 of jumped \(127.0.0.1\) '
+        r'is not known',
+    ):
         api.open_host('jumped', HostOptions(ssh_config=str(config)))

@@ -3,13 +3,14 @@ under data/cpu_map) and HostCpu facts as the host layer reports them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 import dataclasses
 import os
-from typing import Iterable
 
 import pytest
 
-from osc_cpumigrate.cpu.cpumap import CpuMap, host_features
+from osc_cpumigrate.cpu.cpumap import CpuMap
+from osc_cpumigrate.cpu.cpumap import host_features
 from osc_cpumigrate.types import HostCpu
 
 DATA = os.path.join(os.path.dirname(__file__), 'data', 'cpu_map')

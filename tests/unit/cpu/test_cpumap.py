@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from osc_cpumigrate.cpu.cpumap import CpuMap, CpuMapError, host_features
+from osc_cpumigrate.cpu.cpumap import CpuMap
+from osc_cpumigrate.cpu.cpumap import CpuMapError
+from osc_cpumigrate.cpu.cpumap import host_features
 from osc_cpumigrate.types import HostCpu
 
 FEATURES = """<cpus>

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from osc_cpumigrate.cpu import floors
-from osc_cpumigrate.cpu.floors import GuestFloor, guest_floor, satisfied
+from osc_cpumigrate.cpu.floors import GuestFloor
+from osc_cpumigrate.cpu.floors import guest_floor
+from osc_cpumigrate.cpu.floors import satisfied
 
 
 def img(distro=None, version=None, os_type=None):

@@ -11,11 +11,29 @@ from osc_cpumigrate.types import CpuSettings
 FIXTURES = pathlib.Path(__file__).parents[2] / 'fixtures' / 'novaconf'
 SAMPLES = sorted(p.name for p in FIXTURES.glob('*.conf'))
 WHEN = datetime.datetime(2026, 11, 27, 10, 0, 0, tzinfo=datetime.timezone.utc)
-SECRETS = ('secretrabbit', 'Sup3rS3cret', 's3rv1ce-pa55', 'dont-show-me', 'pl4cement',
-           'bae3516cc1c0eb18b05440eba8012a4a880a2ee04d584a9c1579445e675b12defdc716ec',
-           'Kq9xT2pLm', 'Rk2vN8wQz', 'mEt4dAtAsEcReT', 'Xn7bV3cLp', 'Pq4mZ7yHs',
-           'h4ck%40me', 'NOVA_PASS', 'PLACEMENT_PASS', 'S3cr3t-Rabbit')
-CPU_LINE_PREFIXES = ('cpu_mode', 'cpu_models', 'cpu_model', 'cpu_model_extra_flags')
+SECRETS = (
+    'secretrabbit',
+    'Sup3rS3cret',
+    's3rv1ce-pa55',
+    'dont-show-me',
+    'pl4cement',
+    'bae3516cc1c0eb18b05440eba8012a4a880a2ee04d584a9c1579445e675b12defdc716ec',
+    'Kq9xT2pLm',
+    'Rk2vN8wQz',
+    'mEt4dAtAsEcReT',
+    'Xn7bV3cLp',
+    'Pq4mZ7yHs',
+    'h4ck%40me',
+    'NOVA_PASS',
+    'PLACEMENT_PASS',
+    'S3cr3t-Rabbit',
+)
+CPU_LINE_PREFIXES = (
+    'cpu_mode',
+    'cpu_models',
+    'cpu_model',
+    'cpu_model_extra_flags',
+)
 
 
 def load(name: str) -> str:
@@ -31,19 +49,29 @@ def apply(text, model='Westmere', flags=('+pcid', '+ssse3'), backup=None):
 def test_apply_sets_exactly_the_transition_settings(name):
     text = load(name)
     new = apply(text)
-    assert novaconf.read_settings(new) == CpuSettings('custom', ('Westmere',), ('+pcid', '+ssse3'))
+    assert novaconf.read_settings(new) == CpuSettings(
+        'custom', ('Westmere',), ('+pcid', '+ssse3')
+    )
     marker = novaconf.find_marker(new)
-    assert marker == novaconf.Marker(WHEN, '/etc/nova/nova.conf.cpumigrate-20261127T100000Z',
-                                     novaconf.sha256(text))
+    assert marker == novaconf.Marker(
+        WHEN,
+        '/etc/nova/nova.conf.cpumigrate-20261127T100000Z',
+        novaconf.sha256(text),
+    )
     assert novaconf.find_marker(text) is None
 
 
 def without_cpu_lines(text: str) -> list[str]:
-    """The file's lines minus [libvirt] CPU options (with continuations) and markers."""
+    """The file's lines minus [libvirt] CPU options (with continuations)
+    and markers."""
     lines = novaconf.split_lines(text)
     drop = set()
     for blk in novaconf._parse(text):
-        if blk.section == 'libvirt' and blk.kind == 'option' and blk.key in CPU_LINE_PREFIXES:
+        if (
+            blk.section == 'libvirt'
+            and blk.kind == 'option'
+            and blk.key in CPU_LINE_PREFIXES
+        ):
             drop.update(range(blk.start, blk.end))
     return [line for i, line in enumerate(lines)
             if i not in drop and not line.startswith(novaconf.MARKER_PREFIX)]
@@ -60,10 +88,16 @@ def test_only_cpu_lines_change(name):
         after = after[:len(before)]
     assert before == after
     new_lines = novaconf.split_lines(new)
-    index = [i for i, line in enumerate(new_lines) if line.startswith(novaconf.MARKER_PREFIX)]
+    index = [
+        i
+        for i, line in enumerate(new_lines)
+        if line.startswith(novaconf.MARKER_PREFIX)
+    ]
     assert len(index) == 1
     # the marker sits directly above the options it explains
-    block = [line.rstrip('\r\n') for line in new_lines[index[0] + 1:index[0] + 4]]
+    block = [
+        line.rstrip('\r\n') for line in new_lines[index[0] + 1 : index[0] + 4]
+    ]
     assert block == ['cpu_mode = custom', 'cpu_models = Westmere',
                      'cpu_model_extra_flags = +pcid, +ssse3']
     # and the diff shows nothing but that
@@ -72,8 +106,12 @@ def test_only_cpu_lines_change(name):
                if line[:1] in '+-' and not line.startswith(('+++', '---'))]
     for line in changed:
         body = line[1:].strip()
-        assert (body.split('=')[0].strip() in CPU_LINE_PREFIXES or body.startswith('# cpumigrate')
-                or body in ('', '[libvirt]') or line[1:2] in ' \t'), line
+        assert (
+            body.split('=')[0].strip() in CPU_LINE_PREFIXES
+            or body.startswith('# cpumigrate')
+            or body in ('', '[libvirt]')
+            or line[1:2] in ' \t'
+        ), line
 
 
 @pytest.mark.parametrize('name', SAMPLES)
@@ -83,8 +121,13 @@ def test_apply_is_deterministic_for_later_verification(name):
     new = apply(text)
     settings = novaconf.read_settings(new)
     marker = novaconf.find_marker(new)
-    again = novaconf.apply_transition(text, settings.model, settings.extra_flags,
-                                      marker.changed_at, marker.backup)
+    again = novaconf.apply_transition(
+        text,
+        settings.model,
+        settings.extra_flags,
+        marker.changed_at,
+        marker.backup,
+    )
     assert novaconf.sha256(again) == novaconf.sha256(new)
     edited = new.replace('[DEFAULT]', '[DEFAULT]\n# someone was here', 1)
     assert novaconf.sha256(edited) != novaconf.sha256(again)
@@ -102,11 +145,15 @@ def test_bytes_round_trip(name):
 def test_repeated_options_survive():
     text = load('kolla.conf')
     new = apply(text)
-    for line in ('device_spec = {"vendor_id": "10de", "product_id": "1eb8"}\n',
-                 'device_spec = {"vendor_id": "10de", "product_id": "20b0"}\n',
-                 'passthrough_whitelist = {"vendor_id": "8086", "product_id": "154c"}\n',
-                 'passthrough_whitelist = {"vendor_id": "8086", "product_id": "10ed"}\n',
-                 '# Pinned by the operators for the Skylake fleet, see CHG-4711\n'):
+    for line in (
+        'device_spec = {"vendor_id": "10de", "product_id": "1eb8"}\n',
+        'device_spec = {"vendor_id": "10de", "product_id": "20b0"}\n',
+        'passthrough_whitelist = '
+        '{"vendor_id": "8086", "product_id": "154c"}\n',
+        'passthrough_whitelist = '
+        '{"vendor_id": "8086", "product_id": "10ed"}\n',
+        '# Pinned by the operators for the Skylake fleet, see CHG-4711\n',
+    ):
         assert new.count(line) == 1
     assert 'Skylake-Server-IBRS' not in new
     assert 'ssbd' not in new
@@ -115,9 +162,11 @@ def test_repeated_options_survive():
 def test_original_settings_read_like_oslo_config():
     assert novaconf.read_settings(load('kolla.conf')) == CpuSettings(
         'custom', ('Skylake-Server-IBRS',), ('pcid', 'ssbd'))
-    assert novaconf.read_settings(load('deprecated_cpu_model.conf')) == CpuSettings(
-        'custom', ('Haswell-noTSX-IBRS',), ())
-    # repeated [libvirt]: the last cpu_mode wins; continuation lines are list items
+    assert novaconf.read_settings(
+        load('deprecated_cpu_model.conf')
+    ) == CpuSettings('custom', ('Haswell-noTSX-IBRS',), ())
+    # repeated [libvirt]: the last cpu_mode wins; continuation lines are
+    # list items
     assert novaconf.read_settings(load('extra_flags.conf')) == CpuSettings(
         'host-passthrough', (), ('pdpe1gb', 'pcid'))
     assert novaconf.read_settings(load('no_libvirt.conf')) == CpuSettings()
@@ -152,7 +201,9 @@ def test_missing_libvirt_without_final_newline():
 
 
 def test_options_appended_after_last_libvirt_option():
-    new = apply('[libvirt]\nvirt_type = kvm\n\n\n[vnc]\nenabled = true\n', flags=())
+    new = apply(
+        '[libvirt]\nvirt_type = kvm\n\n\n[vnc]\nenabled = true\n', flags=()
+    )
     assert new.split('# cpumigrate')[0] == '[libvirt]\nvirt_type = kvm\n'
     assert '\ncpu_models = Westmere\n\n\n[vnc]\n' in new
 
@@ -167,7 +218,10 @@ def test_existing_extra_flags_and_second_section_replaced():
     new = apply(load('extra_flags.conf'), flags=('+pcid',))
     assert 'pdpe1gb' not in new
     assert 'host-passthrough' not in new and 'host-model' not in new
-    assert '# second [libvirt] section, oslo.config merges it with the first\n' in new
+    assert (
+        '# second [libvirt] section, oslo.config merges it with the first\n'
+        in new
+    )
     assert novaconf.read_settings(new).extra_flags == ('+pcid',)
 
 
@@ -179,9 +233,16 @@ def test_crlf_and_non_utf8_bytes_kept():
     assert b'\n' not in new.replace(b'\r\n', b'')
 
 
-@pytest.mark.parametrize('model,flags', [('West mere', ()), ('Westmere\ncpu_mode', ()),
-                                         ('', ()), ('Westmere', ('+pcid\n',)),
-                                         ('Westmere', ('a=b',))])
+@pytest.mark.parametrize(
+    'model,flags',
+    [
+        ('West mere', ()),
+        ('Westmere\ncpu_mode', ()),
+        ('', ()),
+        ('Westmere', ('+pcid\n',)),
+        ('Westmere', ('a=b',)),
+    ],
+)
 def test_bad_names_refused(model, flags):
     with pytest.raises(novaconf.NovaConfError):
         novaconf.apply_transition('[libvirt]\n', model, flags, WHEN, '/b')
@@ -219,18 +280,24 @@ def test_masking_hides_every_secret(name):
 
 
 def test_mask_rules():
-    text = ('[x]\nadmin_password = a\nSECRET_thing=b\nmemcache_secret_key: c\n'
-            'auth_token = d\n  continued-secret\nkeymap = en-us\n'
-            'connection = mysql+pymysql://nova:p%40ss@db/nova\n'
-            'transport_url = rabbit://u1:p1@h1:5672,u2:p2@h2:5672/vhost\n'
-            'url = http://host:8080/path\nempty_password =\n# password = commented\n')
+    text = (
+        '[x]\nadmin_password = a\nSECRET_thing=b\nmemcache_secret_key: c\n'
+        'auth_token = d\n  continued-secret\nkeymap = en-us\n'
+        'connection = mysql+pymysql://nova:p%40ss@db/nova\n'
+        'transport_url = rabbit://u1:p1@h1:5672,u2:p2@h2:5672/vhost\n'
+        'url = http://host:8080/path\nempty_password =\n# password = '
+        'commented\n'
+    )
     masked = novaconf.mask_text(text)
-    assert masked == ('[x]\nadmin_password = ***\nSECRET_thing=***\nmemcache_secret_key: ***\n'
-                      'auth_token = ***\n  ***\nkeymap = ***\n'
-                      'connection = mysql+pymysql://nova:***@db/nova\n'
-                      'transport_url = rabbit://u1:***@h1:5672,u2:***@h2:5672/vhost\n'
-                      'url = http://host:8080/path\nempty_password =\n'
-                      '# password = ***\n')
+    assert masked == (
+        '[x]\nadmin_password = ***\nSECRET_thing=***\nmemcache_secret_key: '
+        '***\n'
+        'auth_token = ***\n  ***\nkeymap = ***\n'
+        'connection = mysql+pymysql://nova:***@db/nova\n'
+        'transport_url = rabbit://u1:***@h1:5672,u2:***@h2:5672/vhost\n'
+        'url = http://host:8080/path\nempty_password =\n'
+        '# password = ***\n'
+    )
 
 
 def test_backup_path_is_utc():
@@ -244,10 +311,14 @@ def test_oslo_config_reading_quotes_and_group_case():
     text = ('[LIBVIRT]\ncpu_mode = "host-passthrough"\n'
             "[libvirt]\ncpu_models = 'Haswell, Broadwell'\n")
     settings = novaconf.read_settings(text)
-    assert settings == CpuSettings('host-passthrough', ('Haswell', 'Broadwell'), ())
+    assert settings == CpuSettings(
+        'host-passthrough', ('Haswell', 'Broadwell'), ()
+    )
     new = apply(text)
     # both spellings of the group lose their CPU lines; nothing else moves
-    assert novaconf.read_settings(new) == CpuSettings('custom', ('Westmere',), ('+pcid', '+ssse3'))
+    assert novaconf.read_settings(new) == CpuSettings(
+        'custom', ('Westmere',), ('+pcid', '+ssse3')
+    )
     assert '[LIBVIRT]' in new and 'host-passthrough' not in new
 
 
@@ -262,5 +333,7 @@ def test_url_password_with_at_sign_is_masked_whole():
 def test_a_changed_backup_does_not_look_like_ours():
     text = load('devstack.conf')
     new = apply(text)
-    changed = text.replace('[libvirt]', '[libvirt]\ncpu_mode = host-passthrough', 1)
-    assert apply(changed) != new      # the marker carries the original's sha256
+    changed = text.replace(
+        '[libvirt]', '[libvirt]\ncpu_mode = host-passthrough', 1
+    )
+    assert apply(changed) != new  # the marker carries the original's sha256

@@ -4,8 +4,8 @@ import datetime
 
 import pytest
 
-from osc_cpumigrate.host import profiles
 from osc_cpumigrate.errors import HostError
+from osc_cpumigrate.host import profiles
 
 UTC = datetime.timezone.utc
 
@@ -14,8 +14,15 @@ def test_profiles():
     assert profiles.get_profile('default').nova_conf == '/etc/nova/nova.conf'
     assert profiles.get_profile('rhel').restart[-1] == 'openstack-nova-compute'
     kolla = profiles.get_profile('kolla')
-    assert kolla.nova_conf == '/etc/kolla/nova-compute/nova.conf' and kolla.needs_engine
-    assert profiles.with_engine(kolla.restart, 'podman') == ('podman', 'restart', 'nova_compute')
+    assert (
+        kolla.nova_conf == '/etc/kolla/nova-compute/nova.conf'
+        and kolla.needs_engine
+    )
+    assert profiles.with_engine(kolla.restart, 'podman') == (
+        'podman',
+        'restart',
+        'nova_compute',
+    )
     with pytest.raises(HostError, match='neither docker nor podman'):
         profiles.with_engine(kolla.restart, None)
     with pytest.raises(HostError, match='unknown deployment profile'):
@@ -23,16 +30,36 @@ def test_profiles():
     assert '| `kolla` |' in profiles.readme_table()
 
 
-@pytest.mark.parametrize('text,expected', [
-    ('Fri 2026-11-27 10:00:00 UTC\n', datetime.datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
-    ('2026-11-27 10:00:00 UTC', datetime.datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
-    ('2026-11-27T10:00:00.123456789Z\n',
-     datetime.datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC)),
-    ('2026-11-27T11:00:00+01:00', datetime.datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
-    ('2026-11-27 11:00:00.5 +0100 CET', datetime.datetime(2026, 11, 27, 10, 0, 0, 500000,
-                                                          tzinfo=UTC)),
-    ('', None), ('\n', None), ('n/a', None), ('0001-01-01T00:00:00Z', None),
-    ('Fri 2026-11-27 11:00:00 CET', None), ('garbage', None),
-])
+@pytest.mark.parametrize(
+    'text,expected',
+    [
+        (
+            'Fri 2026-11-27 10:00:00 UTC\n',
+            datetime.datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
+        ),
+        (
+            '2026-11-27 10:00:00 UTC',
+            datetime.datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
+        ),
+        (
+            '2026-11-27T10:00:00.123456789Z\n',
+            datetime.datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC),
+        ),
+        (
+            '2026-11-27T11:00:00+01:00',
+            datetime.datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
+        ),
+        (
+            '2026-11-27 11:00:00.5 +0100 CET',
+            datetime.datetime(2026, 11, 27, 10, 0, 0, 500000, tzinfo=UTC),
+        ),
+        ('', None),
+        ('\n', None),
+        ('n/a', None),
+        ('0001-01-01T00:00:00Z', None),
+        ('Fri 2026-11-27 11:00:00 CET', None),
+        ('garbage', None),
+    ],
+)
 def test_parse_started_at(text, expected):
     assert profiles.parse_started_at(text) == expected

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from osc_cpumigrate.host import ssh
 from osc_cpumigrate.errors import HostError
+from osc_cpumigrate.host import ssh
 from osc_cpumigrate.types import HostOptions
 
 
@@ -20,10 +20,17 @@ def test_ssh_name():
 def test_known_hosts_files_follow_openssh():
     home = os.path.expanduser('~')
     files = ssh.known_hosts_files({}, HostOptions(known_hosts=('/x/kh',)))
-    assert files == [home + '/.ssh/known_hosts', home + '/.ssh/known_hosts2',
-                     '/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2', '/x/kh']
-    files = ssh.known_hosts_files({'userknownhostsfile': '/a "/b c"',
-                                   'globalknownhostsfile': 'none'}, HostOptions())
+    assert files == [
+        home + '/.ssh/known_hosts',
+        home + '/.ssh/known_hosts2',
+        '/etc/ssh/ssh_known_hosts',
+        '/etc/ssh/ssh_known_hosts2',
+        '/x/kh',
+    ]
+    files = ssh.known_hosts_files(
+        {'userknownhostsfile': '/a "/b c"', 'globalknownhostsfile': 'none'},
+        HostOptions(),
+    )
     assert files == ['/a', '/b c']
 
 

@@ -4,8 +4,8 @@ import base64
 
 import pytest
 
-from osc_cpumigrate.host import virsh
 from osc_cpumigrate.errors import HostError
+from osc_cpumigrate.host import virsh
 
 DUMPXML = """<domain type='kvm' id='3'>
   <name>instance-0000002a</name>
@@ -65,17 +65,31 @@ Running hypervisor: QEMU 7.2.0
 
 def test_guest_cpu():
     cpu = virsh.parse_guest_cpu(DUMPXML)
-    assert (cpu.mode, cpu.model, cpu.vendor) == ('custom', 'Skylake-Server-IBRS', 'Intel')
-    assert cpu.features == (('require', 'pcid'), ('disable', 'mpx'), ('force', 'ssbd'))
+    assert (cpu.mode, cpu.model, cpu.vendor) == (
+        'custom',
+        'Skylake-Server-IBRS',
+        'Intel',
+    )
+    assert cpu.features == (
+        ('require', 'pcid'),
+        ('disable', 'mpx'),
+        ('force', 'ssbd'),
+    )
     assert cpu.required_features() == {'pcid', 'ssbd'}
-    assert cpu.xml.startswith('<cpu mode="custom"') and cpu.xml.endswith('</cpu>')
+    assert cpu.xml.startswith('<cpu mode="custom"') and cpu.xml.endswith(
+        '</cpu>'
+    )
     assert virsh.parse_guest_cpu(cpu.xml) == cpu
 
 
 def test_guest_cpu_defaults():
-    cpu = virsh.parse_guest_cpu('<domain><cpu><model>kvm64</model></cpu></domain>')
+    cpu = virsh.parse_guest_cpu(
+        '<domain><cpu><model>kvm64</model></cpu></domain>'
+    )
     assert cpu.mode == 'custom' and cpu.model == 'kvm64'
-    cpu = virsh.parse_guest_cpu("<domain><cpu mode='host-passthrough'/></domain>")
+    cpu = virsh.parse_guest_cpu(
+        "<domain><cpu mode='host-passthrough'/></domain>"
+    )
     assert cpu.mode == 'host-passthrough' and cpu.model is None
     assert virsh.parse_guest_cpu('<domain/>').mode is None
     with pytest.raises(HostError):
@@ -95,14 +109,32 @@ def test_host_cpu_parts():
     assert virsh.parse_version('') == (None, None)
 
 
-@pytest.mark.parametrize('code,out,expected', [
-    (0, 'CPU described in /dev/stdin is identical to the CPU provided by hypervisor on the '
-        'host\n', ('identical', True)),
-    (0, 'The CPU provided by hypervisor on the host is a superset of CPU described in '
-        '/dev/stdin\n', ('superset', True)),
-    (1, 'CPU described in /dev/stdin is incompatible with the CPU provided by hypervisor on '
-        'the host\n', ('incompatible', False)),
-])
+@pytest.mark.parametrize(
+    'code,out,expected',
+    [
+        (
+            0,
+            'CPU described in /dev/stdin is identical to the CPU provided by '
+            'hypervisor on the '
+            'host\n',
+            ('identical', True),
+        ),
+        (
+            0,
+            'The CPU provided by hypervisor on the host is a superset of CPU '
+            'described in '
+            '/dev/stdin\n',
+            ('superset', True),
+        ),
+        (
+            1,
+            'CPU described in /dev/stdin is incompatible with the CPU '
+            'provided by hypervisor on '
+            'the host\n',
+            ('incompatible', False),
+        ),
+    ],
+)
 def test_compare(code, out, expected):
     result = virsh.parse_compare(code, out, '')
     assert (result.result, result.compatible) == expected
@@ -110,15 +142,30 @@ def test_compare(code, out, expected):
 
 def test_compare_error():
     with pytest.raises(HostError, match='not supported'):
-        virsh.parse_compare(1, '', 'error: Failed to compare hypervisor CPU with /dev/stdin\n'
-                                   'error: this function is not supported')
+        virsh.parse_compare(
+            1,
+            '',
+            'error: Failed to compare hypervisor CPU with /dev/stdin\n'
+            'error: this function is not supported',
+        )
 
 
 def test_cpu_map_bundle():
-    text = ''.join('%s%s\n%s\n' % (virsh.CPU_MAP_SEPARATOR, name,
-                                   base64.b64encode(body.encode()).decode())
-                   for name, body in (('index.xml', '<cpus/>\n'), ('x86_kvm64.xml', '<cpus>\n'
-                                      '<model name="kvm64"/></cpus>\n'), ('empty.xml', '')))
+    text = ''.join(
+        '%s%s\n%s\n'
+        % (
+            virsh.CPU_MAP_SEPARATOR,
+            name,
+            base64.b64encode(body.encode()).decode(),
+        )
+        for name, body in (
+            ('index.xml', '<cpus/>\n'),
+            ('x86_kvm64.xml', '<cpus>\n<model name="kvm64"/></cpus>\n'),
+            ('empty.xml', ''),
+        )
+    )
     assert virsh.parse_cpu_map(text) == {
-        'index.xml': '<cpus/>\n', 'x86_kvm64.xml': '<cpus>\n<model name="kvm64"/></cpus>\n',
-        'empty.xml': ''}
+        'index.xml': '<cpus/>\n',
+        'x86_kvm64.xml': '<cpus>\n<model name="kvm64"/></cpus>\n',
+        'empty.xml': '',
+    }
