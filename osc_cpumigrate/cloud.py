@@ -8,10 +8,12 @@ unit tests inject so they never wait.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterable
 import datetime
 import logging
 import time
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
@@ -20,7 +22,6 @@ from openstack import utils as sdk_utils
 from osc_cpumigrate import poll
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
-# Capacity lives in types; workflow code may still import it from here.
 from osc_cpumigrate.types import Capacity
 
 LOG = logging.getLogger(__name__)
@@ -165,10 +166,11 @@ class Cloud:
             return self.compute.find_server(name_or_id, ignore_missing=False,
                                             all_projects=True)
         except sdk_exc.NotFoundException:
-            raise WorkflowError('no server named or with ID %r' % name_or_id)
+            raise WorkflowError(
+                'no server named or with ID %r' % name_or_id) from None
         except sdk_exc.DuplicateResource:
             raise WorkflowError('more than one server is named %r: use its '
-                                'ID' % name_or_id)
+                                'ID' % name_or_id) from None
 
     def get_server(self, server: Any) -> Any:
         return self.read(self.compute.get_server, server)
@@ -186,7 +188,8 @@ class Cloud:
             elif server.id not in {s.id for s in servers}:
                 servers.append(server)
         if wrong:
-            raise WorkflowError('not on host %s: %s' % (host, '; '.join(wrong)))
+            raise WorkflowError('not on host %s: %s'
+                                % (host, '; '.join(wrong)))
         return servers
 
     def wait_for_server(self, server: Any, status: str | tuple[str, ...],

@@ -44,8 +44,8 @@ from xml.sax.saxutils import quoteattr
 from osc_cpumigrate.cpu import levels
 from osc_cpumigrate.cpu.cpumap import CpuMap
 from osc_cpumigrate.cpu.cpumap import CpuMapError
-from osc_cpumigrate.cpu.cpumap import Model
 from osc_cpumigrate.cpu.cpumap import host_features
+from osc_cpumigrate.cpu.cpumap import Model
 from osc_cpumigrate.types import CompareResult
 from osc_cpumigrate.types import HostCpu
 

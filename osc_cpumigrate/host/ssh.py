@@ -162,13 +162,33 @@ def connect(nova_host: str, options: HostOptions):
     """
 
     import fabric
-    import paramiko
 
-    unknown_key_type, _, _ = _policies()
     target = ssh_name(nova_host, options)
-    ssh_config = load_ssh_config(options)
     timeout = max(1, math.ceil(options.connect_timeout))
-    config = fabric.Config(
+    config = _fabric_config(load_ssh_config(options), timeout)
+    if options.insecure_ssh:
+        LOG.warning(
+            '--insecure-ssh: SSH host keys are not verified for %s', nova_host
+        )
+    try:
+        conn = fabric.Connection(
+            target, user=options.ssh_user or None, config=config
+        )
+    except ValueError as exc:
+        raise HostError(
+            'invalid SSH destination %r for host %s: %s'
+            % (target, nova_host, exc)
+        ) from None
+    _arm(conn, options)
+    _open(conn, nova_host, timeout)
+    return conn
+
+
+def _fabric_config(ssh_config, timeout: int):
+    """fabric settings: output captured, no pty, stdin closed, timeouts."""
+    import fabric
+
+    return fabric.Config(
         ssh_config=ssh_config,
         # no /etc/fabric.yml & co: behaviour must not depend on them
         lazy=True,
@@ -188,20 +208,14 @@ def connect(nova_host: str, options: HostOptions):
             },
         },
     )
-    if options.insecure_ssh:
-        LOG.warning(
-            '--insecure-ssh: SSH host keys are not verified for %s', nova_host
-        )
-    try:
-        conn = fabric.Connection(
-            target, user=options.ssh_user or None, config=config
-        )
-    except ValueError as exc:
-        raise HostError(
-            'invalid SSH destination %r for host %s: %s'
-            % (target, nova_host, exc)
-        ) from None
-    _arm(conn, options)
+
+
+def _open(conn, nova_host: str, timeout: int) -> None:
+    """Open ``conn``; every failure closes it and becomes one HostError line
+    that says what to check."""
+    import paramiko
+
+    unknown_key_type, _, _ = _policies()
     addr = '%s:%s' % (conn.host, conn.port)
     try:
         conn.open()
@@ -249,7 +263,6 @@ def connect(nova_host: str, options: HostOptions):
             'cannot connect to %s (%s): %s'
             % (nova_host, addr, exc or type(exc).__name__)
         ) from None
-    return conn
 
 
 def split_key_name(hostname: str) -> tuple[str, int]:

@@ -19,8 +19,8 @@ from osc_cpumigrate.host import remote
 from osc_cpumigrate.types import CpuSettings
 from osc_cpumigrate.types import HostOptions
 
-from .conftest import ODD_FORMAT
 from .conftest import install_conf
+from .conftest import ODD_FORMAT
 
 FIXTURES = pathlib.Path(__file__).parents[1] / 'fixtures' / 'novaconf'
 KOLLA = (FIXTURES / 'kolla.conf').read_bytes()

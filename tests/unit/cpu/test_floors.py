@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from osc_cpumigrate.cpu import floors
-from osc_cpumigrate.cpu.floors import GuestFloor
 from osc_cpumigrate.cpu.floors import guest_floor
+from osc_cpumigrate.cpu.floors import GuestFloor
 from osc_cpumigrate.cpu.floors import satisfied
 
 
