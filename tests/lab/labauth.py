@@ -8,7 +8,7 @@ import webob.dec
 import webob.exc
 
 
-class LabAuth(object):
+class LabAuth:
     def __init__(self, application):
         self.application = application
 

@@ -32,7 +32,7 @@ class UnknownModel(LookupError):
     pass
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _models():
     """{name: (vendor or None, frozenset(features))} for every x86 model."""
     raw = {}
@@ -62,7 +62,7 @@ def _models():
     return {name: resolve(name) for name in raw}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def known_features():
     path = os.path.join(CPU_MAP_DIR, 'x86_features.xml')
     try:
@@ -92,7 +92,7 @@ def model(name):
     return _models()[canonical_model(name)]
 
 
-class HostCPU(object):
+class HostCPU:
     """A lab hypervisor's CPU: a named model plus host-only extras."""
 
     arch = 'x86_64'

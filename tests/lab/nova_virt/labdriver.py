@@ -31,10 +31,10 @@ import time
 
 from oslo_log import log as logging
 
-from nova.compute import power_state
-import nova.conf
 from nova import exception
 from nova import objects
+from nova.compute import power_state
+import nova.conf
 from nova.objects import fields as obj_fields
 from nova.virt import fake
 
@@ -163,8 +163,8 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
         if mode == 'custom':
             model = cpumap.canonical_model(CONF.libvirt.cpu_models[0])
             flags = []
-            for flag in sorted(set(f.lower() for f in
-                                   CONF.libvirt.cpu_model_extra_flags)):
+            for flag in sorted({f.lower() for f in
+                                CONF.libvirt.cpu_model_extra_flags}):
                 if flag.startswith('-'):
                     flags.append((flag.lstrip('-'), 'disable'))
                 else:
@@ -205,13 +205,13 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
                 "The cpu_models option is required when cpu_mode=custom")
         if CONF.workarounds.skip_cpu_compare_at_startup:
             return
-        flags = set(x.lower() for x in CONF.libvirt.cpu_model_extra_flags)
+        flags = {x.lower() for x in CONF.libvirt.cpu_model_extra_flags}
         for model in models:
             try:
                 name = cpumap.canonical_model(model)
             except cpumap.UnknownModel:
                 raise exception.InvalidCPUInfo(
-                    reason="Invalid CPU model '%s'" % model)
+                    reason="Invalid CPU model '%s'" % model) from None
             feats = [(f.lstrip('+-'),
                       'disable' if f.startswith('-') else 'require')
                      for f in flags]
@@ -373,7 +373,7 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
                 else:
                     self._compare_cpu(instance.vcpu_model, None)
             except exception.InvalidCPUInfo as e:
-                raise exception.MigrationPreCheckError(reason=e)
+                raise exception.MigrationPreCheckError(reason=e) from e
         return super().check_can_live_migrate_destination(
             context, instance, src_compute_info, dst_compute_info,
             block_migration, disk_over_commit)
