@@ -279,7 +279,7 @@ def _usable(name: str, model_feats: frozenset[str], host: HostCpu,
 
 def _build(cpu_map: CpuMap, name: str, common: frozenset[str],
            safe: frozenset[str], virt: frozenset[str],
-           last_resort: bool = False) -> TransitionCpu:
+           *, last_resort: bool = False) -> TransitionCpu:
     model = cpu_map.model(name)
     # Features of the model no host shares are switched off; SVM/VMX
     # sub-features are left alone (QEMU drops them without vmx/svm).
