@@ -20,7 +20,6 @@ from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
 from osc_cpumigrate import poll
-from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.types import Capacity
 
@@ -34,14 +33,6 @@ MIGRATION_FAILED = ('error', 'failed', 'cancelled', 'aborted')
 #: can take an hour, and a dropped keep-alive connection or a restarting API
 #: worker must not end the run with the operator unsure where things stand.
 TRANSIENT_HTTP = (502, 503, 504)
-#: Server metadata key set while cpumigrate has a server stopped
-#: (``--method stop-start``): a later run starts such a server again.
-STOPPED_KEY = 'cpumigrate:stopped'
-
-
-def stopped_by_us(server: Any) -> bool:
-    return server.status == 'SHUTOFF' and STOPPED_KEY in (
-        server.metadata or {})
 READ_RETRIES = 5
 
 
@@ -222,50 +213,21 @@ class Cloud:
                                        found.status, found.task_state,
                                        found.compute_host)))
 
-    def restart_server(self, server: Any, method: str,
-                       timeout: float) -> Any:
-        """Restart so the hypervisor rebuilds the domain from its nova.conf:
-        one hard reboot, or stop then start (the runbook's steps 4-5).
+    def reboot(self, server: Any) -> None:
+        """A hard reboot: libvirt rebuilds the domain from nova.conf."""
+        self.compute.reboot_server(server, 'HARD')
 
-        Before a stop, the server gets the metadata key ``STOPPED_KEY``, so
-        that if the run dies before the start, the next run knows this
-        server was stopped by cpumigrate: for such a server, a restart is
-        the start that was missing."""
-        if stopped_by_us(server):
-            return self.start_stopped(server, timeout)
-        try:
-            if method == 'hard-reboot':
-                self.compute.reboot_server(server, 'HARD')
-                return self.wait_for_server(server, 'ACTIVE', timeout)
-            self.compute.set_server_metadata(
-                server, **{STOPPED_KEY: utcnow().strftime(
-                    '%Y-%m-%dT%H:%M:%SZ')})
-            self.compute.stop_server(server)
-            self.wait_for_server(server, 'SHUTOFF', timeout)
-        except sdk_exc.HttpException as exc:
-            raise WorkflowError('Nova refused the %s: %s'
-                                % (method, http_message(exc))) from None
-        return self.start_stopped(server, timeout)
+    def stop(self, server: Any) -> None:
+        self.compute.stop_server(server)
 
-    def start_stopped(self, server: Any, timeout: float) -> Any:
-        """Start a server cpumigrate stopped, once more if the first start
-        fails; the error names it as stopped if it still does not start."""
-        problem = ''
-        for _attempt in range(2):
-            try:
-                self.compute.start_server(server)
-                server = self.wait_for_server(server, 'ACTIVE', timeout)
-                self.compute.delete_server_metadata(server, [STOPPED_KEY])
-                return server
-            except sdk_exc.HttpException as exc:
-                problem = http_message(exc)
-            except WorkflowError as exc:
-                problem = str(exc)
-            LOG.warning('starting %s again after: %s', server.id, problem)
-        raise WorkflowError(
-            'server %s was stopped by cpumigrate and did not start again '
-            '(%s): start it with "openstack server start %s", or run the '
-            'verb again' % (server.id, problem, server.id))
+    def start(self, server: Any) -> None:
+        self.compute.start_server(server)
+
+    def set_metadata(self, server: Any, **items: str) -> None:
+        self.compute.set_server_metadata(server, **items)
+
+    def delete_metadata(self, server: Any, keys: list[str]) -> None:
+        self.compute.delete_server_metadata(server, keys)
 
     def image_properties(self, server: Any) -> dict[str, str]:
         """The properties of the image a server was booted from ({} for a

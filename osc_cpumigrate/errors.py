@@ -36,13 +36,13 @@ class HostError(Exception):
 
 
 class PartialFailure(Exception):
-    """Some rows failed: print every row, then fail with ``message``."""
+    """Some servers (or checks) failed: the verb's results, every row of
+    them, go out first, then the verb fails with ``message`` ("N of M
+    failed ...", as OSC's ``server delete`` says)."""
 
-    def __init__(self, message: str, columns: tuple[str, ...],
-                 rows: list[tuple[Any, ...]]) -> None:
+    def __init__(self, message: str, results: list[Any]) -> None:
         super().__init__(message)
-        self.columns = columns
-        self.rows = rows
+        self.results = results
 
 
 def http_message(exc: sdk_exc.HttpException) -> str:
@@ -71,7 +71,9 @@ def translate_errors(func: F) -> F:
         except PartialFailure as exc:
             # The rows are the operator's record of what happened: print
             # them before failing, as OSC commands that collect failures do.
-            self.produce_output(parsed_args, exc.columns, exc.rows)
+            # The command maps them to columns as for a success.
+            self.produce_output(parsed_args,
+                                *self.present(parsed_args, exc.results))
             raise osc_exc.CommandError(str(exc)) from None
         except (WorkflowError, HostError) as exc:
             raise osc_exc.CommandError(str(exc)) from None

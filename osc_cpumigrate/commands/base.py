@@ -10,7 +10,9 @@ runs.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any
+from typing import TextIO
 
 from osc_lib import utils
 
@@ -20,7 +22,8 @@ from osc_cpumigrate.errors import WorkflowError
 
 
 def env_flag(name: str) -> bool:
-    return (utils.env(name) or '').strip().lower() in ('1', 'true', 'yes', 'on')
+    value = (utils.env(name) or '').strip().lower()
+    return value in ('1', 'true', 'yes', 'on')
 
 
 def env_float(name: str, default: float) -> float:
@@ -80,6 +83,29 @@ def add_cpu_arguments(parser: argparse.ArgumentParser) -> None:
         dest='cpu_flags',
         help='Extra CPU flag for cpu_model_extra_flags with an explicit '
              '--cpu-model (repeat for more; +flag or -flag)')
+
+
+def add_long(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '--long', action='store_true',
+        help='Show CPUs in full in a table (every flag); -f json always '
+             'gives them as objects (mode, model, flags)')
+
+
+def present(parsed_args: argparse.Namespace, row_type: str,
+            results: list) -> tuple:
+    """A verb's rows (``row_type``: its class in ``workflow.rows``) as
+    cliff's (columns, data)."""
+    from osc_cpumigrate.commands import columns
+
+    return columns.listing(row_type, results,
+                           long=getattr(parsed_args, 'long', False))
+
+
+def restart_options(parsed_args: argparse.Namespace) -> dict[str, Any]:
+    """The options of add_restart_options, as the workflow takes them."""
+    return {'servers': parsed_args.servers, 'method': parsed_args.method,
+            'dry_run': parsed_args.dry_run}
 
 
 def add_restart_options(parser: argparse.ArgumentParser) -> None:

@@ -28,5 +28,9 @@ class CheckHost(command.Lister):
         from osc_cpumigrate.workflow import check
 
         ctx = base.context(self, parsed_args)
-        return check.check(ctx, parsed_args.host, parsed_args.destinations,
-                           parsed_args.cpu_model, parsed_args.cpu_flags)
+        return self.present(parsed_args, check.check(
+            ctx, parsed_args.host, destinations=parsed_args.destinations,
+            model=parsed_args.cpu_model, flags=parsed_args.cpu_flags))
+
+    def present(self, parsed_args: argparse.Namespace, results: list):
+        return base.present(parsed_args, 'CheckRow', results)

@@ -19,6 +19,7 @@ class FinalizeServers(command.Lister):
             'host', metavar='<host>',
             help='Compute host the servers moved to, as Nova names it')
         base.add_restart_options(parser)
+        base.add_long(parser)
         return parser
 
     @translate_errors
@@ -26,5 +27,8 @@ class FinalizeServers(command.Lister):
         from osc_cpumigrate.workflow import finalize
 
         ctx = base.context(self, parsed_args)
-        return finalize.finalize(ctx, parsed_args.host, parsed_args.servers,
-                                 parsed_args.method, parsed_args.dry_run)
+        return self.present(parsed_args, finalize.finalize(
+            ctx, parsed_args.host, **base.restart_options(parsed_args)))
+
+    def present(self, parsed_args: argparse.Namespace, results: list):
+        return base.present(parsed_args, 'FinalizeRow', results)

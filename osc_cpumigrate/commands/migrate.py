@@ -43,7 +43,10 @@ class MigrateServers(command.Lister):
         from osc_cpumigrate.workflow import migrate
 
         ctx = base.context(self, parsed_args)
-        return migrate.migrate(ctx, parsed_args.host,
-                               parsed_args.destinations, parsed_args.servers,
-                               parsed_args.timeout, parsed_args.on_timeout,
-                               parsed_args.dry_run)
+        return self.present(parsed_args, migrate.migrate(
+            ctx, parsed_args.host, destinations=parsed_args.destinations,
+            servers=parsed_args.servers, timeout=parsed_args.timeout,
+            on_timeout=parsed_args.on_timeout, dry_run=parsed_args.dry_run))
+
+    def present(self, parsed_args: argparse.Namespace, results: list):
+        return base.present(parsed_args, 'MigrateRow', results)

@@ -23,15 +23,17 @@ class PinServers(command.Lister):
             help='Restart servers even when their image or metadata says '
                  'they need more CPU than the transition CPU gives')
         base.add_restart_options(parser)
+        base.add_long(parser)
         return parser
 
     @translate_errors
     def take_action(self, parsed_args: argparse.Namespace):
         from osc_cpumigrate.workflow import pin
-        from osc_cpumigrate.workflow import transition
 
         ctx = base.context(self, parsed_args)
-        floor_check = (None if parsed_args.ignore_guest_floor
-                       else transition.floor_check(ctx))
-        return pin.pin(ctx, parsed_args.host, parsed_args.servers,
-                       parsed_args.method, parsed_args.dry_run, floor_check)
+        return self.present(parsed_args, pin.pin(
+            ctx, parsed_args.host, **base.restart_options(parsed_args),
+            ignore_guest_floor=parsed_args.ignore_guest_floor))
+
+    def present(self, parsed_args: argparse.Namespace, results: list):
+        return base.present(parsed_args, 'PinRow', results)

@@ -24,17 +24,19 @@ class PrepareHost(command.Lister):
                  '(default: names this tool)')
         base.add_dry_run(parser)
         base.add_host_options(parser)
+        base.add_long(parser)
         return parser
 
     @translate_errors
     def take_action(self, parsed_args: argparse.Namespace):
         from osc_cpumigrate.workflow import prepare
-        from osc_cpumigrate.workflow import transition
 
         ctx = base.context(self, parsed_args)
-        model, flags = transition.resolve(
-            ctx, parsed_args.host, parsed_args.destinations,
-            parsed_args.cpu_model, parsed_args.cpu_flags)
-        return prepare.prepare(ctx, parsed_args.host, model, flags,
-                               parsed_args.disable_reason,
-                               parsed_args.dry_run)
+        return self.present(parsed_args, prepare.prepare(
+            ctx, parsed_args.host, destinations=parsed_args.destinations,
+            model=parsed_args.cpu_model, flags=parsed_args.cpu_flags,
+            disable_reason=parsed_args.disable_reason,
+            dry_run=parsed_args.dry_run))
+
+    def present(self, parsed_args: argparse.Namespace, results: list):
+        return base.present(parsed_args, 'PrepareRow', results)

@@ -1,4 +1,4 @@
-"""openstack cpumigrate status: where a host and its servers stand."""
+"""openstack cpumigrate status: where the servers of a host stand."""
 
 import argparse
 
@@ -19,6 +19,7 @@ class ShowStatus(command.Lister):
             help='Compute host, as Nova names it')
         base.add_dry_run(parser, read_only=True)
         base.add_host_options(parser)
+        base.add_long(parser)
         return parser
 
     @translate_errors
@@ -26,4 +27,7 @@ class ShowStatus(command.Lister):
         from osc_cpumigrate.workflow import status
 
         ctx = base.context(self, parsed_args)
-        return status.status(ctx, parsed_args.host)
+        return self.present(parsed_args, status.status(ctx, parsed_args.host))
+
+    def present(self, parsed_args: argparse.Namespace, results: list):
+        return base.present(parsed_args, 'StatusRow', results)

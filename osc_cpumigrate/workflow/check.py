@@ -1,84 +1,95 @@
 """check: the read-only pre-flight check.
 
-One row per check with a verdict (ok / warn / fail) and a reason; any fail
-makes the verb exit 1, so a pipeline can gate on it.
+One :class:`~osc_cpumigrate.workflow.rows.CheckRow` per check with a
+verdict (ok / warn / fail) and a reason; any fail makes the verb exit 1, so
+a pipeline can gate on it.  A check about one server (its guest floor) names
+it in ``Server``; ``Host`` is always a host (``*``: every host).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import logging
-from typing import Any, Sequence
+from typing import Any
 
+from osc_cpumigrate.errors import PartialFailure
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
-from osc_cpumigrate.workflow import migrate
-from osc_cpumigrate.workflow import transition
+from osc_cpumigrate.workflow import cpuchoice
+from osc_cpumigrate.workflow.rows import CheckRow
 
 LOG = logging.getLogger(__name__)
 
-COLUMNS = ('Check', 'Host', 'Verdict', 'Reason')
 OK, WARN, FAIL = 'ok', 'warn', 'fail'
 
 
-def check(ctx: common.Context, source: str, destinations: Sequence[str],
-          model: str, flags: Sequence[str],
-          ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+def check(ctx: common.Context, source: str, *,
+          destinations: Sequence[str], model: str = 'auto',
+          flags: Sequence[str] = ()) -> list[CheckRow]:
+    """Every check, one row each; PartialFailure when any fails."""
     if not destinations:
         raise WorkflowError('give at least one --destination')
-    rows: list[tuple[str, str, str, str]] = []
-    rows += service_rows(ctx, source, destinations)
-    found = transition.evaluate(ctx, source, destinations, model, flags)
-    rows += cpu_rows(source, destinations, found)
+    found_rows: list[CheckRow] = []
+    found_rows += service_rows(ctx, source, destinations)
+    found = cpuchoice.survey(ctx, source, destinations, model, flags)
+    found_rows += cpu_rows(source, destinations, found)
     servers = ctx.cloud.servers_on_host(source)
-    rows += capacity_rows(ctx, destinations, servers)
+    found_rows += capacity_rows(ctx, destinations, servers)
     if found.cpu is not None:
-        rows += floor_rows(ctx, source, servers, found)
-    failures = ['%s %s: %s' % (c, h, r) for c, h, v, r in rows if v == FAIL]
-    return common.fail_if(
-        ['%d check(s) failed (%s)' % (len(failures), '; '.join(failures))]
-        if failures else [], COLUMNS, rows)
+        found_rows += floor_rows(ctx, source, servers, found)
+    failures = ['%s %s: %s' % (r.check, r.server or r.host, r.reason)
+                for r in found_rows if r.verdict == FAIL]
+    if failures:
+        for text in failures:
+            LOG.error('check failed: %s', text)
+        raise PartialFailure('%d of %d checks failed (%s)' % (
+            len(failures), len(found_rows), '; '.join(failures)), found_rows)
+    return found_rows
+
+
+def row(check: str, host: str, verdict: str, reason: str,
+        server: str = '') -> CheckRow:
+    return CheckRow(check=check, host=host, server=server, verdict=verdict,
+                    reason=reason)
 
 
 def service_rows(ctx: common.Context, source: str,
-                 destinations: Sequence[str]) -> list[tuple[str, ...]]:
+                 destinations: Sequence[str]) -> list[CheckRow]:
     service = ctx.cloud.compute_service(source)
-    rows = [('service', source, OK, 'source: %s, %s' % (service.status,
-                                                        service.state))]
+    found = [row('service', source, OK,
+                 'source: %s' % common.service_text(service))]
     for dest in dict.fromkeys(destinations):
-        if dest == source:
-            rows.append(('service', dest, FAIL, 'the source itself'))
-            continue
         service = ctx.cloud.compute_service(dest)
-        verdict = OK if (service.status == 'enabled'
-                         and service.state == 'up') else FAIL
-        rows.append(('service', dest, verdict,
-                     'destination: %s, %s' % (service.status, service.state)))
-    return rows
+        problem = common.destination_problem(source, service)
+        found.append(row('service', dest, FAIL if problem else OK,
+                         'the source itself' if dest == source else
+                         'destination: %s' % common.service_text(service)))
+    return found
 
 
 def cpu_rows(source: str, destinations: Sequence[str],
-             found: transition.Evaluation) -> list[tuple[str, ...]]:
+             found: cpuchoice.Survey) -> list[CheckRow]:
     from osc_cpumigrate.cpu import levels
 
     rows = []
     src = found.cpus[source]
     for name, cpu in found.cpus.items():
-        rows.append(('host cpu', name, OK, '%s %s, libvirt %s, QEMU %s' % (
+        rows.append(row('host cpu', name, OK, '%s %s, libvirt %s, QEMU %s' % (
             cpu.vendor, cpu.host_model or cpu.model,
             cpu.libvirt_version or '?', cpu.qemu_version or '?')))
     if found.cpu is None:
-        rows.append(('transition cpu', '*', FAIL, found.error or
+        rows.append(row('transition cpu', '*', FAIL, found.error or
                      'no candidate accepted'))
     else:
         cpu = found.cpu
-        rows.append(('transition cpu', '*', OK, cpu.describe()))
+        rows.append(row('transition cpu', '*', OK, cpu.describe()))
         verdict = OK if cpu.level >= 2 else WARN
-        rows.append(('features kept', '*', verdict, '%d of %d common '
+        rows.append(row('features kept', '*', verdict, '%d of %d common '
                      'features, %s' % (cpu.kept, len(cpu.common),
                                        levels.level_name(cpu.level))))
         for name, result in found.results.items():
-            rows.append(('cpu compare', name,
+            rows.append(row('cpu compare', name,
                          OK if result.compatible else FAIL,
                          '%s%s' % (result.result, ': ' + result.message
                                    if not result.compatible else '')))
@@ -89,14 +100,14 @@ def cpu_rows(source: str, destinations: Sequence[str],
         older = [what for what, a, b in (
             ('libvirt', cpu.libvirt_version, src.libvirt_version),
             ('QEMU', cpu.qemu_version, src.qemu_version))
-            if a and b and transition.version_key(a)
-            < transition.version_key(b)]
-        rows.append(('versions', dest, FAIL if older else OK,
+            if a and b and cpuchoice.version_key(a)
+            < cpuchoice.version_key(b)]
+        rows.append(row('versions', dest, FAIL if older else OK,
                      'older than the source: %s (Nova refuses to live-migrate '
                      'to an older hypervisor)' % ', '.join(older) if older
                      else 'not older than the source'))
         if cpu.vendor != src.vendor:
-            rows.append(('vendor', dest, WARN,
+            rows.append(row('vendor', dest, WARN,
                          'guests see the CPU vendor change from %s to %s '
                          'during the live migration until finalize '
                          'restarts them' % (src.vendor, cpu.vendor)))
@@ -104,7 +115,7 @@ def cpu_rows(source: str, destinations: Sequence[str],
 
 
 def capacity_rows(ctx: common.Context, destinations: Sequence[str],
-                  servers: Sequence[Any]) -> list[tuple[str, ...]]:
+                  servers: Sequence[Any]) -> list[CheckRow]:
     moving = [s for s in servers
               if s.status in ('ACTIVE', 'SHUTOFF', 'MIGRATING',
                               'VERIFY_RESIZE')]
@@ -112,35 +123,35 @@ def capacity_rows(ctx: common.Context, destinations: Sequence[str],
     free = {d: ctx.cloud.capacity(d) for d in usable}
     before = dict(free)
     homeless = [s.name or s.id for s in moving
-                if not migrate.choose_destination(free, s)]
+                if not common.choose_destination(free, s)]
     rows = []
     for dest in usable:
         cap, left = before[dest], free[dest]
-        rows.append(('capacity', dest, OK,
+        rows.append(row('capacity', dest, OK,
                      'free %d vCPU, %d MB RAM, %d GB disk; %d vCPU, %d MB, '
                      '%d GB left after the move' % (
                          cap.vcpus, cap.ram_mb, cap.disk_gb, left.vcpus,
                          left.ram_mb, left.disk_gb)))
     if homeless:
-        rows.append(('capacity', '*', FAIL, 'no room for %d of %d servers: '
+        rows.append(row('capacity', '*', FAIL, 'no room for %d of %d servers: '
                      '%s' % (len(homeless), len(moving),
                              ', '.join(homeless))))
     return rows
 
 
 def floor_rows(ctx: common.Context, source: str, servers: Sequence[Any],
-               found: transition.Evaluation) -> list[tuple[str, ...]]:
+               found: cpuchoice.Survey) -> list[CheckRow]:
     """Servers whose guest needs more than the transition CPU."""
     settings = host_api.CpuSettings('custom', (found.cpu.model,),
                                     tuple(found.cpu.extra_flags))
-    check_floor = transition.floor_check(ctx, found.cpu.features)
+    floor_guard = cpuchoice.floor_guard(ctx, found.cpu.features)
     rows = []
     with ctx.host(source) as host:
         for server in servers:
             if server.status != 'ACTIVE':
                 continue
-            why = check_floor(server, settings, host)
+            why = floor_guard(server, settings, host)
             if why:
-                rows.append(('guest floor', server.name or server.id, FAIL,
-                             why))
+                rows.append(row('guest floor', source, FAIL, '%s: %s' % (
+                    server.name or server.id, why), server=server.id))
     return rows

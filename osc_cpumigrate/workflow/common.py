@@ -1,26 +1,35 @@
-"""What every verb shares: the context it runs in and how a guest's CPU is
-read against its host.
+"""What several verbs share: the context they run in, how a guest's CPU is
+read against its host, the compute service, destinations, and how a verb
+ends.
 
-Nothing here keeps state between runs: each verb works out where things stand
-from the cloud (Nova) and the hosts (nova.conf, libvirt domains).
+A verb module (check, prepare, pin, migrate, finalize, status, host_show)
+imports this module, never another verb's: what two verbs both need lives
+here (or in ``restart`` for the restart loop pin and finalize share).
+Nothing here keeps state between runs: each verb works out where things
+stand from the cloud (Nova) and the hosts (nova.conf, libvirt domains).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
 import contextlib
 import dataclasses
 import logging
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 
 from osc_cpumigrate.choices import RESTART_METHODS
 from osc_cpumigrate.cloud import Cloud
+from osc_cpumigrate.cloud import flavor_needs
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import PartialFailure
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
+from osc_cpumigrate.workflow import rows
 
 LOG = logging.getLogger(__name__)
 
@@ -112,9 +121,10 @@ def is_native(guest: host_api.GuestCpu, original: host_api.CpuSettings,
     return False
 
 
-def runs_transition(guest: host_api.GuestCpu,
+def runs_settings(guest: host_api.GuestCpu,
                     settings: host_api.CpuSettings) -> bool:
-    """Does the guest run exactly the transition CPU of ``settings``?"""
+    """Does the guest run exactly the CPU ``settings`` give (the transition
+    CPU of a prepared host's nova.conf)?"""
     if guest.mode not in (None, 'custom') or guest.model != settings.model:
         return False
     wanted = {f.lstrip('+') for f in settings.extra_flags
@@ -122,14 +132,14 @@ def runs_transition(guest: host_api.GuestCpu,
     return wanted <= guest.required_features()
 
 
-def check_restart_method(method: str) -> None:
+def require_method(method: str) -> None:
     if method not in RESTART_METHODS:
         raise WorkflowError('unknown restart method %r (choose from %s)'
                             % (method, ', '.join(RESTART_METHODS)))
 
 
-def compute_restarted_since_transition(host: host_api.Host,
-                                       conf: host_api.ConfState) -> bool | None:
+def compute_restarted_since_written(
+        host: host_api.Host, conf: host_api.ConfState) -> bool | None:
     """Has nova-compute started after the transition was written?  None when
     the host cannot tell (then the caller must assume it has not)."""
     started = host.compute_started_at()
@@ -139,31 +149,73 @@ def compute_restarted_since_transition(host: host_api.Host,
 
 
 def cpu_text(guest: host_api.GuestCpu | None) -> str:
-    """A guest CPU for a table cell: ``kvm64 +pcid`` or ``host-passthrough``."""
-    if guest is None:
+    """A guest's CPU in full for a message: ``kvm64 +pcid``."""
+    cpu = rows.Cpu.of_guest(guest)
+    return cpu.full() if cpu else ''
+
+
+def service_text(service: Any) -> str:
+    """``enabled, up`` or ``disabled, up (reason)``: for progress and
+    check's reasons (rows have a column each)."""
+    text = '%s, %s' % (service.status, service.state)
+    if service.status == 'disabled' and service.disabled_reason:
+        text += ' (%s)' % service.disabled_reason
+    return text
+
+
+def restart_compute(ctx: Context, host: host_api.Host) -> Any:
+    """Restart nova-compute and wait for a heartbeat newer than the restart."""
+    ctx.progress('%s: restarting nova-compute' % host.name)
+    host.restart_nova_compute()
+    baseline = ctx.cloud.compute_service(host.name).updated_at
+    service = ctx.cloud.wait_service_up(host.name, baseline,
+                                        ctx.service_timeout)
+    ctx.progress('%s: nova-compute is up again' % host.name)
+    return service
+
+
+def destination_problem(source: str, service: Any) -> str | None:
+    """Why the host of compute ``service`` cannot take servers from
+    ``source`` (it is the source, disabled or down), or None: the rule check
+    and migrate both apply."""
+    if service.host == source:
+        return 'the source itself'
+    if service.status != 'enabled':
+        return 'disabled%s' % (' (%s)' % service.disabled_reason
+                               if service.disabled_reason else '')
+    if service.state != 'up':
+        return 'down'
+    return None
+
+
+def choose_destination(free: dict[str, Any], server: Any) -> str:
+    """The destination with the most free RAM that fits the server; its
+    capacity is booked so the next server sees what is left."""
+    needs = flavor_needs(server)
+    fitting = [d for d, cap in free.items() if cap.fits(*needs)]
+    if not fitting:
         return ''
-    if guest.mode in ('host-passthrough', 'maximum') or not guest.model:
-        return guest.mode or ''
-    extra = sorted('+' + n for p, n in guest.features if p == 'require')
-    if len(extra) > 4:
-        extra = extra[:4] + ['(+%d)' % (len(extra) - 4)]
-    return ' '.join([guest.model] + extra)
+    best = max(fitting, key=lambda d: (free[d].ram_mb, free[d].vcpus))
+    free[best] = free[best].minus(*needs)
+    return best
 
 
-def server_row_base(server: Any) -> tuple[str, str]:
-    return server.id, server.name or ''
+def finish(results: list[Any], *, extra: Sequence[str] = ()) -> list[Any]:
+    """Return the rows of a verb, or raise PartialFailure carrying them.
 
-
-def ordered(servers: Sequence[Any],
-            rows: dict[str, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The rows in the order of the servers (one row per server)."""
-    return [rows[s.id] for s in servers if s.id in rows]
-
-
-def fail_if(failures: Sequence[str], columns: tuple[str, ...],
-            rows: list[tuple[Any, ...]]) -> tuple[tuple[str, ...],
-                                                   list[tuple[Any, ...]]]:
-    """Return the rows, or raise PartialFailure naming every failure."""
-    if failures:
-        raise PartialFailure('; '.join(failures), columns, rows)
-    return columns, rows
+    As OSC's ``server delete`` does: every failed row is logged, and one
+    error says how many of how many failed and why (``extra``: failures
+    that are no server's, e.g. restoring nova.conf)."""
+    failed = [r for r in results if r.result in rows.FAILURES]
+    if not failed and not extra:
+        return results
+    for row in failed:
+        LOG.error('%s (%s): %s: %s', row.label, row.id, row.result,
+                  row.reason)
+    parts = ['%s: %s' % (r.label, r.reason) for r in failed]
+    message = '%d of %d servers failed' % (len(failed), len(results))
+    if parts:
+        message += ' (%s)' % '; '.join(parts)
+    if extra:
+        message += '; ' + '; '.join(extra)
+    raise PartialFailure(message, results)

@@ -9,25 +9,24 @@ since microversion 2.34 a failed pre-check still answers 202.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
 import logging
-from typing import Any, Sequence
+from typing import Any
 
 from openstack import exceptions as sdk_exc
 
 from osc_cpumigrate.choices import ON_TIMEOUT
-from osc_cpumigrate.cloud import Capacity
-from osc_cpumigrate.cloud import flavor_needs
 from osc_cpumigrate.cloud import MIGRATION_DONE
 from osc_cpumigrate.cloud import MIGRATION_FAILED
-from osc_cpumigrate.cloud import stopped_by_us
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import common
+from osc_cpumigrate.workflow import rows
+from osc_cpumigrate.workflow.restart import stopped_by_us
 
 LOG = logging.getLogger(__name__)
 
-COLUMNS = ('Server', 'Name', 'Source', 'Destination', 'Result', 'Seconds')
 LIVE = 'live-migration'
 COLD = 'migration'
 #: How long a started migration may go without a record before we look for
@@ -43,8 +42,8 @@ class Move:
     destination: str = ''
 
 
-def check_destinations(ctx: common.Context, source: str,
-                       destinations: Sequence[str]) -> None:
+def require_destinations(ctx: common.Context, source: str,
+                         destinations: Sequence[str]) -> None:
     """Every destination must be another host, enabled and up."""
     if not destinations:
         raise WorkflowError('give at least one --destination')
@@ -53,85 +52,104 @@ def check_destinations(ctx: common.Context, source: str,
         if dest == source:
             problems.append('%s is the source itself' % dest)
             continue
-        service = ctx.cloud.compute_service(dest)
-        if service.status != 'enabled':
-            problems.append('%s is disabled%s' % (
-                dest, ' (%s)' % service.disabled_reason
-                if service.disabled_reason else ''))
-        elif service.state != 'up':
-            problems.append('%s is down' % dest)
+        problem = common.destination_problem(
+            source, ctx.cloud.compute_service(dest))
+        if problem:
+            problems.append('%s is %s' % (dest, problem))
     if problems:
         raise WorkflowError('unusable destination: %s' % '; '.join(problems))
 
 
-def migrate(ctx: common.Context, source: str, destinations: Sequence[str],
-            server_names: Sequence[str], timeout: float, on_timeout: str,
-            dry_run: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+def row(server: Any, source: str, result: str, reason: str = '', *,
+        destination: str = '', seconds: float = 0,
+        now: Any = None) -> rows.MigrateRow:
+    """A row; ``now``: the server as last read (where it is now)."""
+    now = now or server
+    return rows.MigrateRow(
+        id=server.id, name=server.name or '',
+        host=now.compute_host or source, status=now.status, result=result,
+        reason=reason, source=source, destination=destination,
+        seconds=round(seconds))
+
+
+def migrate(ctx: common.Context, source: str, *,
+            destinations: Sequence[str], servers: Sequence[str] = (),
+            timeout: float = 1800.0, on_timeout: str = 'abort',
+            dry_run: bool = False) -> list[rows.MigrateRow]:
+    """Move the servers of ``source`` (all, or those named)."""
     if on_timeout not in ON_TIMEOUT:
         raise WorkflowError('--on-timeout must be one of %s'
                             % ', '.join(ON_TIMEOUT))
     ctx.cloud.compute_service(source)
-    check_destinations(ctx, source, destinations)
-    servers = ctx.cloud.selected_servers(source, server_names)
-    rows: dict[str, tuple[Any, ...]] = {}
-    failures: list[str] = []
-    moves = plan_moves(ctx, source, servers, rows, failures)
-
+    require_destinations(ctx, source, destinations)
+    selected = ctx.cloud.selected_servers(source, servers)
+    found: dict[str, rows.MigrateRow] = {}
+    moves = plan_moves(ctx, source, selected, found)
     free = {d: ctx.cloud.capacity(d) for d in dict.fromkeys(destinations)} \
         if moves else {}
     stopped = False
     for move in moves:
         server = move.server
-        base = (*common.server_row_base(server), source)
         if stopped:
-            rows[server.id] = (*base, '', 'not migrated: the run stopped', 0)
+            found[server.id] = row(server, source, rows.NOT_ATTEMPTED,
+                                   'the run stopped at an earlier failure')
             continue
         if not move.destination:      # a move under way keeps its own
-            move.destination = choose_destination(free, server)
+            move.destination = common.choose_destination(free, server)
         if not move.destination:
-            failures.append('%s: no destination has room for it'
-                            % (server.name or server.id))
-            rows[server.id] = (*base, '', 'failed: no destination has room',
-                               0)
+            found[server.id] = row(server, source, rows.FAILED,
+                                   'no destination has room')
             continue
-        verb = 'live-migrate' if move.kind == LIVE else 'cold-migrate'
         if dry_run:
-            rows[server.id] = (*base, move.destination, 'would %s' % verb, 0)
+            found[server.id] = row(
+                server, source, rows.WOULD_LIVE_MIGRATE if move.kind == LIVE
+                else rows.WOULD_COLD_MIGRATE, destination=move.destination)
             continue
-        start = ctx.cloud.clock()
+        found[server.id] = move_one(ctx, source, move, timeout=timeout,
+                                    on_timeout=on_timeout)
+        stopped = found[server.id].result == rows.FAILED
+    everyone = list(selected) + [m.server for m in moves if m.server.id
+                                 not in {s.id for s in selected}]
+    return common.finish([found[s.id] for s in everyone if s.id in found])
+
+
+def move_one(ctx: common.Context, source: str, move: Move, *,
+             timeout: float, on_timeout: str) -> rows.MigrateRow:
+    """Migrate one server; its row."""
+    server = move.server
+    start = ctx.cloud.clock()
+    try:
+        if move.kind == LIVE:
+            now = live_migrate(ctx, server, source, move.destination,
+                               timeout, on_timeout)
+        else:
+            now = cold_migrate(ctx, server, source, move.destination,
+                               timeout)
+    except common.RECOVERABLE as exc:
+        why = common.reason(exc)
         try:
-            if move.kind == LIVE:
-                live_migrate(ctx, server, source, move.destination, timeout,
-                             on_timeout)
-            else:
-                cold_migrate(ctx, server, source, move.destination, timeout)
-        except common.RECOVERABLE as exc:
-            why = common.reason(exc)
-            failures.append('%s: %s' % (server.name or server.id, why))
-            rows[server.id] = (*base, move.destination, 'failed: %s' % why,
-                               round(ctx.cloud.clock() - start))
-            stopped = True
-            continue
-        rows[server.id] = (*base, move.destination,
-                           'live-migrated' if move.kind == LIVE
-                           else 'cold-migrated',
-                           round(ctx.cloud.clock() - start))
-    everyone = list(servers) + [m.server for m in moves
-                                if m.server.id not in {s.id for s in servers}]
-    return common.fail_if(failures, COLUMNS, common.ordered(everyone, rows))
+            now = ctx.cloud.get_server(server)
+        except common.RECOVERABLE:
+            now = server
+        return row(server, source, rows.FAILED, why,
+                   destination=move.destination,
+                   seconds=ctx.cloud.clock() - start, now=now)
+    return row(server, source,
+               rows.LIVE_MIGRATED if move.kind == LIVE
+               else rows.COLD_MIGRATED, destination=move.destination,
+               seconds=ctx.cloud.clock() - start, now=now)
 
 
 def plan_moves(ctx: common.Context, source: str, servers: Sequence[Any],
-               rows: dict[str, tuple[Any, ...]],
-               failures: list[str]) -> list[Move]:
-    """Which servers move and how; rows (and failures) for those that do
-    not: a server left on the source is a host not emptied."""
+               found: dict[str, rows.MigrateRow]) -> list[Move]:
+    """Which servers move and how; rows for those that do not: a server
+    left on the source is a host not emptied (refused: the verb fails)."""
     moves = unconfirmed_cold(ctx, source)
     with ctx.host(source) as host:
         conf = host.nova_conf()
         host_cpu = None
         for server in servers:
-            base = (*common.server_row_base(server), source, '')
+            why = None
             if server.status == 'MIGRATING':
                 moves.append(Move(server, LIVE))
             elif server.status == 'ACTIVE' and not server.task_state:
@@ -142,24 +160,18 @@ def plan_moves(ctx: common.Context, source: str, servers: Sequence[Any],
                     why = ('not pinned: it runs the host CPU %s; run '
                            '"openstack cpumigrate pin %s" first'
                            % (common.cpu_text(guest), source))
-                    failures.append('%s: %s' % (server.name or server.id,
-                                                why))
-                    rows[server.id] = (*base, 'refused: %s' % why, 0)
-                    continue
-                moves.append(Move(server, LIVE))
+                else:
+                    moves.append(Move(server, LIVE))
             elif stopped_by_us(server):
                 why = ('stopped by an interrupted pin: run "openstack '
                        'cpumigrate pin %s" to start it again' % source)
-                failures.append('%s: %s' % (server.name or server.id, why))
-                rows[server.id] = (*base, 'refused: %s' % why, 0)
             elif server.status == 'SHUTOFF' and not server.task_state:
                 moves.append(Move(server, COLD))
             else:
-                state = common.busy(server) or server.status
-                failures.append('%s stays on %s: %s' % (
-                    server.name or server.id, source, state))
-                rows[server.id] = (*base, 'skipped: %s (it stays on %s)'
-                                   % (state, source), 0)
+                why = 'stays on %s: %s' % (
+                    source, common.busy(server) or server.status)
+            if why:
+                found[server.id] = row(server, source, rows.REFUSED, why)
     return moves
 
 
@@ -177,20 +189,8 @@ def unconfirmed_cold(ctx: common.Context, source: str) -> list[Move]:
     return moves
 
 
-def choose_destination(free: dict[str, Capacity], server: Any) -> str:
-    """The destination with the most free RAM that fits the server; its
-    capacity is booked so the next server sees what is left."""
-    needs = flavor_needs(server)
-    fitting = [d for d, cap in free.items() if cap.fits(*needs)]
-    if not fitting:
-        return ''
-    best = max(fitting, key=lambda d: (free[d].ram_mb, free[d].vcpus))
-    free[best] = free[best].minus(*needs)
-    return best
-
-
 def live_migrate(ctx: common.Context, server: Any, source: str, dest: str,
-                 timeout: float, on_timeout: str) -> None:
+                 timeout: float, on_timeout: str) -> Any:
     cloud = ctx.cloud
     records = cloud.migrations(server, LIVE)
     known = {m.id for m in records}
@@ -216,11 +216,12 @@ def live_migrate(ctx: common.Context, server: Any, source: str, dest: str,
                                    ' (%s)' % why if why else '')) from None
     record = follow(ctx, server, LIVE, known, timeout, on_timeout)
     dest = record.dest_compute or dest
-    cloud.wait_for_server(server, 'ACTIVE', ctx.server_timeout, host=dest)
+    return cloud.wait_for_server(server, 'ACTIVE', ctx.server_timeout,
+                                 host=dest)
 
 
 def cold_migrate(ctx: common.Context, server: Any, source: str, dest: str,
-                 timeout: float) -> None:
+                 timeout: float) -> Any:
     cloud = ctx.cloud
     known = {m.id for m in cloud.migrations(server, COLD)}
     if server.status != 'VERIFY_RESIZE':
@@ -234,8 +235,8 @@ def cold_migrate(ctx: common.Context, server: Any, source: str, dest: str,
         follow(ctx, server, COLD, known, timeout, on_timeout=None)
     server = cloud.wait_for_server(server, 'VERIFY_RESIZE', ctx.server_timeout)
     cloud.confirm_resize(server)
-    cloud.wait_for_server(server, ('SHUTOFF', 'ACTIVE'), ctx.server_timeout,
-                          host=server.compute_host)
+    return cloud.wait_for_server(server, ('SHUTOFF', 'ACTIVE'),
+                                 ctx.server_timeout, host=server.compute_host)
 
 
 def follow(ctx: common.Context, server: Any, kind: str, known: set[str],

@@ -8,89 +8,94 @@ service restarts again and the verb fails.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import logging
-from typing import Any, Sequence
+from typing import Any
 
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
+from osc_cpumigrate.workflow import cpuchoice
+from osc_cpumigrate.workflow import rows
 
 LOG = logging.getLogger(__name__)
 
-COLUMNS = ('Host', 'Service', 'CPU Before', 'CPU After', 'Backup', 'Result')
 DEFAULT_REASON = 'osc-cpumigrate: moving servers to another CPU vendor'
 
 
-def service_text(service: Any) -> str:
-    text = '%s, %s' % (service.status, service.state)
-    if service.status == 'disabled' and service.disabled_reason:
-        text += ' (%s)' % service.disabled_reason
-    return text
-
-
-def restart_compute(ctx: common.Context, host: host_api.Host) -> Any:
-    """Restart nova-compute and wait for a heartbeat newer than the restart."""
-    ctx.progress('%s: restarting nova-compute' % host.name)
-    host.restart_nova_compute()
-    baseline = ctx.cloud.compute_service(host.name).updated_at
-    service = ctx.cloud.wait_service_up(host.name, baseline,
-                                        ctx.service_timeout)
-    ctx.progress('%s: nova-compute is up again' % host.name)
-    return service
-
-
-def prepare(ctx: common.Context, host_name: str, model: str,
-            flags: Sequence[str], reason: str | None,
-            dry_run: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+def prepare(ctx: common.Context, host_name: str, *,
+            destinations: Sequence[str] = (), model: str = 'auto',
+            flags: Sequence[str] = (), disable_reason: str | None = None,
+            dry_run: bool = False) -> list[rows.PrepareRow]:
+    """Prepare ``host_name`` with the transition CPU (``model`` auto:
+    chosen with the destinations)."""
+    model, flags = cpuchoice.choose(ctx, host_name, destinations, model,
+                                    flags)
     service = ctx.cloud.compute_service(host_name)
     with ctx.host(host_name) as host:
         conf = host.nova_conf()
         plan = host.apply_transition(model, flags, dry_run=True)
-        restarted = common.compute_restarted_since_transition(host, conf)
-        need_write = plan.changed
-        need_restart = need_write or not restarted
-        need_disable = service.status != 'disabled'
-        before = plan.before.describe()
-        after = plan.after.describe()
-
+        restarted = common.compute_restarted_since_written(host, conf)
+        steps = [step for step, needed in (
+            ('disable service', service.status != 'disabled'),
+            ('write nova.conf', plan.changed),
+            ('restart nova-compute', plan.changed or not restarted))
+            if needed]
         if dry_run:
             if plan.diff:
                 ctx.progress(plan.diff)
-            todo = [what for what, needed in (
-                ('disable service', need_disable),
-                ('write nova.conf', need_write),
-                ('restart nova-compute', need_restart)) if needed]
-            result = ('would ' + ', '.join(todo)) if todo else 'prepared'
-            return COLUMNS, [(host_name, service_text(service), before,
-                              after, conf.backup or '', result)]
-
-        if need_disable:
-            ctx.progress('%s: disabling the compute service' % host_name)
-            service = ctx.cloud.disable_service(
-                service, reason or DEFAULT_REASON)
-        change = plan
-        try:
-            if need_write:
-                change = host.apply_transition(model, flags)
-                ctx.progress('%s: nova.conf now sets %s (backup %s)'
-                             % (host_name, after, change.backup))
-            if need_restart:
-                service = restart_compute(ctx, host)
-        except (WorkflowError, host_api.HostError) as exc:
-            # nova-compute cannot run with the transition settings (whether
-            # this run or an earlier one wrote them): put the original back.
-            undo = rollback(ctx, host, service, disabled=need_disable)
-            raise WorkflowError('prepare %s failed: %s; %s'
-                                % (host_name, exc, undo)) from None
-
+            return [prepare_row(
+                service, plan, conf.backup or '',
+                rows.WOULD_PREPARE if steps else rows.ALREADY_PREPARED,
+                'would ' + ', '.join(steps) if steps else '')]
+        service, change = apply(ctx, host, service, plan, steps,
+                                model=model, flags=flags,
+                                reason=disable_reason or DEFAULT_REASON)
         backup = change.backup or host.nova_conf().backup or ''
-        result = 'prepared' if (need_write or need_restart or need_disable) \
-            else 'already prepared'
-        return COLUMNS, [(host_name, service_text(service), before, after,
-                          backup, result)]
+        return [prepare_row(
+            service, plan, backup,
+            rows.PREPARED if steps else rows.ALREADY_PREPARED,
+            ', '.join(steps))]
 
 
-def rollback(ctx: common.Context, host: host_api.Host, service: Any,
+def prepare_row(service: Any, plan: host_api.Change, backup: str,
+                result: str, reason: str) -> rows.PrepareRow:
+    return rows.PrepareRow(
+        host=service.host, service_status=service.status,
+        service_state=service.state,
+        disabled_reason=service.disabled_reason or '',
+        cpu_before=rows.Cpu.of_settings(plan.before),
+        cpu_after=rows.Cpu.of_settings(plan.after), backup=backup,
+        result=result, reason=reason)
+
+
+def apply(ctx: common.Context, host: host_api.Host, service: Any,
+          plan: host_api.Change, steps: Sequence[str], *, model: str,
+          flags: Sequence[str], reason: str) -> tuple[Any, host_api.Change]:
+    """Do the steps; on failure put the host back as it was and fail."""
+    host_name = host.name
+    disabling = 'disable service' in steps
+    if disabling:
+        ctx.progress('%s: disabling the compute service' % host_name)
+        service = ctx.cloud.disable_service(service, reason)
+    change = plan
+    try:
+        if 'write nova.conf' in steps:
+            change = host.apply_transition(model, flags)
+            ctx.progress('%s: nova.conf now sets %s (backup %s)'
+                         % (host_name, plan.after.describe(), change.backup))
+        if 'restart nova-compute' in steps:
+            service = common.restart_compute(ctx, host)
+    except (WorkflowError, host_api.HostError) as exc:
+        # nova-compute cannot run with the transition settings (whether
+        # this run or an earlier one wrote them): put the original back.
+        undo = rollback(ctx, host, service, disabled=disabling)
+        raise WorkflowError('prepare %s failed: %s; %s'
+                            % (host_name, exc, undo)) from None
+    return service, change
+
+
+def rollback(ctx: common.Context, host: host_api.Host, service: Any, *,
              disabled: bool) -> str:
     """Put the host back as it was before this run; say what was done.
 
@@ -101,7 +106,7 @@ def rollback(ctx: common.Context, host: host_api.Host, service: Any,
         if host.nova_conf().transitioned:
             host.restore_original()
             done.append('the original nova.conf was restored')
-            restart_compute(ctx, host)
+            common.restart_compute(ctx, host)
             done.append('nova-compute restarted with it')
         if disabled:
             ctx.cloud.enable_service(service)

@@ -1,52 +1,57 @@
-"""status: where a host and each of its servers stand, read-only.
+"""status: where each server of a host stands, read-only.
 
 The phase of a server comes from its domain's ``<cpu>`` (native to the host,
-or a transition CPU) and from whether it arrived by a live migration.
+or a transition CPU) and from whether it arrived by a live migration.  The
+rows are servers only, so a pipeline can select on them without telling a
+host line apart; the host itself (service, nova.conf, CPU settings) is
+``openstack cpumigrate host show`` (:mod:`.host_show`), and status prints a
+one-line summary of it on stderr for a human at a terminal.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
-from osc_cpumigrate.workflow.prepare import service_text
+from osc_cpumigrate.workflow import rows
 
 LOG = logging.getLogger(__name__)
-
-COLUMNS = ('Kind', 'ID', 'Name', 'Status', 'Phase', 'CPU')
 
 
 def phase(native: bool, migrated: bool) -> str:
     if native:
-        return 'finalized' if migrated else 'unpinned'
-    return 'migrated-pinned' if migrated else 'pinned'
+        return rows.FINALIZED if migrated else rows.UNPINNED
+    return rows.MIGRATED_PINNED if migrated else rows.PINNED
 
 
-def status(ctx: common.Context, host_name: str,
-           ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+def status(ctx: common.Context, host_name: str) -> list[rows.StatusRow]:
     service = ctx.cloud.compute_service(host_name)
     servers = ctx.cloud.servers_on_host(host_name)
     migrated = common.arrived_live(ctx.cloud, host_name)
+    found = []
     with ctx.host(host_name) as host:
         conf = host.nova_conf()
         host_cpu = host.host_cpu()
-        rows: list[tuple[Any, ...]] = [(
-            'host', host_name, 'nova-compute', service_text(service),
-            'transition' if conf.transitioned else 'normal',
-            conf.settings.describe())]
+        ctx.progress('%s: nova-compute %s; nova.conf %s (%s)' % (
+            host_name, common.service_text(service),
+            'holds transition settings' if conf.transitioned else 'normal',
+            conf.settings.describe()))
         for server in servers:
-            base = ('server', *common.server_row_base(server), server.status)
+            cpu, reason = None, ''
             if server.status != 'ACTIVE':
-                rows.append((*base, 'skipped: %s' % server.status, ''))
-                continue
-            try:
-                guest = host.guest_cpu(server.id)
-            except host_api.HostError as exc:
-                rows.append((*base, 'unknown: %s' % exc, ''))
-                continue
-            native = common.is_native(guest, conf.original, host_cpu)
-            rows.append((*base, phase(native, server.id in migrated),
-                         common.cpu_text(guest)))
-    return COLUMNS, rows
+                now, reason = rows.SKIPPED, 'status %s' % server.status
+            else:
+                try:
+                    guest = host.guest_cpu(server.id)
+                except host_api.HostError as exc:
+                    now, reason = rows.UNKNOWN, common.reason(exc)
+                else:
+                    cpu = rows.Cpu.of_guest(guest)
+                    now = phase(common.is_native(guest, conf.original,
+                                                 host_cpu),
+                                server.id in migrated)
+            found.append(rows.StatusRow(
+                id=server.id, name=server.name or '', host=host_name,
+                status=server.status, phase=now, reason=reason, cpu=cpu))
+    return found

@@ -35,19 +35,17 @@ def lab_env():
     """
     if os.geteuid() != 0:
         pytest.skip('the lab needs root (network namespaces, sshd)')
-    res = subprocess.run([LABCTL, 'up'], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, universal_newlines=True)
+    res = subprocess.run([LABCTL, 'up'], capture_output=True, text=True)
     if res.returncode != 0:
         pytest.fail('labctl up failed:\n%s%s' % (res.stdout,
                                                  res.stderr[-5000:]))
     # Tests start from a fresh lab, whatever an earlier run left behind.
-    res = subprocess.run([LABCTL, 'reset'], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, universal_newlines=True)
+    res = subprocess.run([LABCTL, 'reset'], capture_output=True, text=True)
     if res.returncode != 0:
         pytest.fail('labctl reset failed:\n%s%s' % (res.stdout,
                                                     res.stderr[-5000:]))
     out = subprocess.run([LABCTL, 'env'], stdout=subprocess.PIPE,
-                         universal_newlines=True, check=True).stdout
+                         text=True, check=True).stdout
     env = dict(os.environ)
     env.update(_parse_env(out))
     env['LABCTL'] = LABCTL

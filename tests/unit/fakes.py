@@ -10,21 +10,22 @@ same rules the libvirt driver follows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
 import datetime
 import itertools
 import pathlib
-import uuid
-from typing import Any, Sequence
+from typing import Any
 from unittest import mock
+import uuid
 
 from openstack import exceptions as sdk_exc
 from openstack.compute.v2 import _proxy
-from openstack.image.v2 import image as _image
 from openstack.compute.v2 import migration as _migration
 from openstack.compute.v2 import server as _server
 from openstack.compute.v2 import server_action as _server_action
 from openstack.compute.v2 import service as _service
+from openstack.image.v2 import image as _image
 
 from osc_cpumigrate.cloud import Capacity
 from osc_cpumigrate.cloud import Cloud
@@ -293,7 +294,7 @@ class World:
     def _list_servers(self, details=True, all_projects=False,
                       compute_host=None, **_):
         return iter([s for s in self.servers.values()
-                     if compute_host is None or s.compute_host == compute_host])
+                     if compute_host in (None, s.compute_host)])
 
     def _find_server(self, name_or_id, ignore_missing=True, **_):
         for s in self.servers.values():
@@ -341,8 +342,8 @@ class World:
     def _cold_migrate(self, server, host=None):
         s = self.servers[self._sid(server)]
         self._record(s, 'migration', host, 'finished')
-        self.hosts[host].domains[s.id] = self.hosts[s.compute_host].domains.pop(
-            s.id)
+        source = self.hosts[s.compute_host]
+        self.hosts[host].domains[s.id] = source.domains.pop(s.id)
         s.compute_host = host
         s.status = 'VERIFY_RESIZE'
 
@@ -403,3 +404,22 @@ def prepared_world(active: int = 3, stopped: int = 1) -> Prepared:
     host.restart_nova_compute()
     world.services['intel-1'].status = 'disabled'
     return Prepared(world, servers)
+
+
+def pinned_world(active: int = 2, stopped: int = 1) -> Prepared:
+    """prepared_world after a pin."""
+    from osc_cpumigrate.workflow import pin
+
+    p = prepared_world(active=active, stopped=stopped)
+    pin.pin(p.world.context(), 'intel-1')
+    return p
+
+
+def migrated_world() -> Prepared:
+    """pinned_world (two ACTIVE, one SHUTOFF) after a migrate to amd-1."""
+    from osc_cpumigrate.workflow import migrate
+
+    p = pinned_world(active=2, stopped=1)
+    migrate.migrate(p.world.context(), 'intel-1', destinations=['amd-1'],
+                    timeout=60)
+    return p

@@ -11,6 +11,7 @@ from osc_lib import exceptions as osc_exc
 from osc_lib.test import base
 
 from osc_cpumigrate.commands import finalize
+from osc_cpumigrate.commands import host
 from osc_cpumigrate.commands import migrate
 from osc_cpumigrate.commands import pin
 from osc_cpumigrate.commands import prepare
@@ -53,8 +54,12 @@ class TestPrepare(CommandTest):
              ('cpu_flags', ['pcid']), ('dry_run', False)])
         columns, data = cmd.take_action(parsed)
         self.assertEqual('Host', columns[0])
-        row = dict(zip(columns, list(data)[0]))
-        self.assertEqual('custom kvm64 pcid', row['CPU After'])
+        row = dict(zip(columns, list(data)[0], strict=True))
+        self.assertEqual('kvm64 +1 flag', row['CPU After'].human_readable())
+        self.assertEqual({'mode': 'custom', 'model': 'kvm64',
+                          'flags': ['+pcid']},
+                         row['CPU After'].machine_readable())
+        self.assertEqual('prepared', row['Result'])
         opts = self.open_host.call_args[0][1]
         self.assertEqual('ops', opts.ssh_user)
         self.assertFalse(opts.sudo)
@@ -142,7 +147,8 @@ class TestPin(CommandTest):
             [('auto_approve', True), ('method', 'stop-start'),
              ('servers', ['vm-1'])])
         columns, data = cmd.take_action(parsed)
-        self.assertEqual([('pinned',)], [r[-1:] for r in data])
+        result = columns.index('Result')
+        self.assertEqual(['pinned'], [r[result] for r in data])
 
     def test_failure_prints_rows_then_fails(self):
         self.world.compute.reboot_server.side_effect = (
@@ -155,8 +161,26 @@ class TestPin(CommandTest):
         self.assertIn('boom', str(exc))
         # the rows are printed before the command fails
         columns, rows = cmd.produce_output.call_args[0][1:]
-        self.assertEqual('Result', columns[-1])
-        self.assertTrue(rows[0][-1].startswith('failed: '))
+        row = dict(zip(columns, rows[0], strict=True))
+        self.assertEqual('failed', row['Result'])
+        self.assertIn('boom', row['Reason'])
+        self.assertIn('1 of 2 servers failed', str(exc))
+
+    def test_json_output_then_command_error(self):
+        self.world.compute.reboot_server.side_effect = (
+            sdk_exc.HttpException(message='boom', http_status=409))
+        self.app.stdout = io.StringIO()
+        cmd, parsed = self.run_cmd(pin.PinServers,
+                                   ['intel-1', '--auto-approve', '-f',
+                                    'json'])
+        self.assertRaises(osc_exc.CommandError, cmd.run, parsed)
+        out = json.loads(self.app.stdout.getvalue())
+        self.assertEqual(['failed', 'not-attempted'],
+                         [r['Result'] for r in out])
+        self.assertEqual({'ID', 'Name', 'Host', 'Status', 'Result', 'Reason',
+                          'CPU Before', 'CPU After'}, set(out[1]))
+        self.assertEqual('Skylake-Server-IBRS', out[0]['CPU Before']['model'])
+        self.assertIsNone(out[0]['CPU After'])
 
 
 class TestOtherVerbs(CommandTest):
@@ -178,9 +202,20 @@ class TestOtherVerbs(CommandTest):
                      ['amd-1', '--dry-run', '--server', 'x'],
                      [('host', 'amd-1'), ('dry_run', True),
                       ('servers', ['x'])])
-        cmd, parsed = self.run_cmd(status.ShowStatus, ['amd-1'])
+        cmd, parsed = self.run_cmd(status.ShowStatus, ['amd-1', '--long'],
+                                   [('long', True)])
         columns, data = cmd.take_action(parsed)
-        self.assertEqual('Kind', columns[0])
+        self.assertEqual('ID', columns[0])
+
+    def test_host_show(self):
+        self.app.stdout = io.StringIO()
+        cmd, parsed = self.run_cmd(host.ShowHost, ['intel-1', '-f', 'json'])
+        cmd.run(parsed)
+        out = json.loads(self.app.stdout.getvalue())
+        self.assertEqual('intel-1', out['Host'])
+        self.assertEqual('normal', out['Nova Conf'])
+        self.assertEqual({'mode': None, 'model': None, 'flags': []},
+                         out['CPU'])
 
 
 def test_plugin_and_commands_import_no_ssh_stack():

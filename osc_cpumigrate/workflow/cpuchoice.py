@@ -1,4 +1,4 @@
-"""Which transition CPU to use, and whether a guest can run on it.
+"""Choosing the transition CPU, and whether a guest can run on it.
 
 ``--cpu-model auto`` asks every source and destination host: their host-model
 CPU, the libvirt CPU map of the host with the oldest libvirt, and libvirt's
@@ -8,11 +8,13 @@ An explicit model is checked against the same CPU map.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Sequence
 import contextlib
 import dataclasses
 import logging
 import re
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
@@ -22,7 +24,7 @@ LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class Evaluation:
+class Survey:
     """The hosts' CPUs and the transition CPU with each host's verdict."""
 
     cpus: dict[str, host_api.HostCpu]
@@ -37,8 +39,8 @@ def version_key(text: str | None) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r'\d+', text or ''))
 
 
-def evaluate(ctx: common.Context, source: str, destinations: Sequence[str],
-             model: str, flags: Sequence[str]) -> Evaluation:
+def survey(ctx: common.Context, source: str, destinations: Sequence[str],
+             model: str, flags: Sequence[str]) -> Survey:
     """Gather the hosts' CPUs and choose (auto) or check (explicit) the
     transition CPU with ``virsh hypervisor-cpu-compare`` on every host."""
     from osc_cpumigrate.cpu import cpumap
@@ -68,18 +70,18 @@ def evaluate(ctx: common.Context, source: str, destinations: Sequence[str],
                                         'itself')
                 cands = transition.candidates(cpu_map, list(cpus.values()))
                 choice = transition.choose(cands, compare)
-                return Evaluation(cpus, choice.cpu, dict(choice.results),
+                return Survey(cpus, choice.cpu, dict(choice.results),
                                   tuple(choice.refused))
             cpu = transition.explicit(cpu_map, model, flags,
                                       list(cpus.values()))
         except transition.NoTransitionCpu as exc:
-            return Evaluation(cpus, None, {}, tuple(exc.refused), str(exc))
+            return Survey(cpus, None, {}, tuple(exc.refused), str(exc))
         except (ValueError, cpumap.CpuMapError) as exc:
             raise WorkflowError(str(exc)) from None
-        return Evaluation(cpus, cpu, compare(cpu))
+        return Survey(cpus, cpu, compare(cpu))
 
 
-def resolve(ctx: common.Context, source: str, destinations: Sequence[str],
+def choose(ctx: common.Context, source: str, destinations: Sequence[str],
             model: str, flags: Sequence[str]) -> tuple[str, tuple[str, ...]]:
     """The (model, extra flags) ``prepare`` writes into the source's
     nova.conf.  An explicit model is taken as given (nova-compute itself
@@ -95,7 +97,7 @@ def resolve(ctx: common.Context, source: str, destinations: Sequence[str],
             'the source and its destinations: give --destination HOST (as '
             'for migrate), or name a model with --cpu-model (the manual '
             'runbook uses kvm64)')
-    found = evaluate(ctx, source, destinations, model, flags)
+    found = survey(ctx, source, destinations, model, flags)
     if found.cpu is None:
         raise WorkflowError('no transition CPU is accepted by every host: %s'
                             % found.error)
@@ -113,7 +115,7 @@ def clean_flags(flags: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def floor_check(ctx: common.Context,
+def floor_guard(ctx: common.Context,
                 features: frozenset[str] | None = None) -> Callable[
         [Any, host_api.CpuSettings, host_api.Host], str | None]:
     """For pin: why a server must not get the transition CPU, or None.
@@ -127,7 +129,7 @@ def floor_check(ctx: common.Context,
 
     known: dict[str, frozenset[str]] = {}
 
-    def check(server: Any, settings: host_api.CpuSettings,
+    def refusal(server: Any, settings: host_api.CpuSettings,
               host: host_api.Host) -> str | None:
         try:
             floor = floors.guest_floor(ctx.cloud.image_properties(server),
@@ -155,4 +157,4 @@ def floor_check(ctx: common.Context,
                 % (floor.describe(), settings.describe(),
                    ' '.join(sorted(missing))))
 
-    return check
+    return refusal

@@ -1,0 +1,32 @@
+"""openstack cpumigrate host show: one host, apart from its servers."""
+
+import argparse
+
+from osc_lib.command import command
+
+from osc_cpumigrate.commands import base
+from osc_cpumigrate.errors import translate_errors
+
+
+class ShowHost(command.ShowOne):
+    _description = ('Show a host\'s compute service, whether its nova.conf '
+                    'holds transition settings, its CPU settings (in force '
+                    'and original) and the backup (read-only)')
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument(
+            'host', metavar='<host>',
+            help='Compute host, as Nova names it')
+        base.add_host_options(parser)
+        base.add_long(parser)
+        return parser
+
+    @translate_errors
+    def take_action(self, parsed_args: argparse.Namespace):
+        from osc_cpumigrate.commands import columns
+        from osc_cpumigrate.workflow import host_show
+
+        ctx = base.context(self, parsed_args)
+        return columns.show(host_show.show_host(ctx, parsed_args.host),
+                            long=parsed_args.long)

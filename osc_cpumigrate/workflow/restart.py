@@ -1,0 +1,231 @@
+"""The restart loop pin and finalize share.
+
+Both verbs do one thing to different ends: restart servers one at a time so
+libvirt rebuilds each domain from what nova-compute loaded, then read the
+domain back to prove it got the CPU wanted (pin: the transition CPU;
+finalize: the host's own).  So the loop is written once, and a verb gives
+it a :class:`Goal` (what a good domain looks like, what the rows say) and
+its own guards:
+
+1. :func:`classify` sorts the servers: ACTIVE ones the verb still has to
+   restart, ones already as wanted, ones left alone (not ACTIVE), and ones
+   an interrupted ``stop-start`` left stopped (a restart is the start that
+   was missing);
+2. the verb applies its guards (pin: prepared host, guest floors);
+3. :func:`run` asks for confirmation, restarts one server at a time,
+   verifies its domain, writes a row per server and stops at the first
+   failure (the rest are ``not-attempted``).
+
+The stop-start bookkeeping lives here too: before a stop, the server gets
+the metadata key :data:`STOPPED_KEY`, so that if the run dies before the
+start, the next run knows cpumigrate stopped it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
+import contextlib
+import dataclasses
+import logging
+from typing import Any
+
+from openstack import exceptions as sdk_exc
+
+from osc_cpumigrate.cloud import utcnow
+from osc_cpumigrate.errors import http_message
+from osc_cpumigrate.errors import WorkflowError
+from osc_cpumigrate.host import api as host_api
+from osc_cpumigrate.workflow import common
+from osc_cpumigrate.workflow import rows
+
+LOG = logging.getLogger(__name__)
+
+#: Server metadata key set while cpumigrate has a server stopped
+#: (``--method stop-start``): a later run starts such a server again.
+STOPPED_KEY = 'cpumigrate:stopped'
+
+
+def stopped_by_us(server: Any) -> bool:
+    return server.status == 'SHUTOFF' and STOPPED_KEY in (
+        server.metadata or {})
+
+
+@contextlib.contextmanager
+def session(ctx: common.Context, host_name: str, servers: Sequence[str],
+            method: str) -> Iterator[tuple[host_api.Host, host_api.ConfState,
+                                           list[Any]]]:
+    """What pin and finalize start with: the method checked, the host known
+    to Nova, the servers chosen (all, or those named), an SSH session to
+    the host and its nova.conf."""
+    common.require_method(method)
+    ctx.cloud.compute_service(host_name)
+    selected = ctx.cloud.selected_servers(host_name, servers)
+    with ctx.host(host_name) as host:
+        yield host, host.nova_conf(), selected
+
+
+@dataclasses.dataclass(frozen=True)
+class Goal:
+    """What a verb wants from restarting a server."""
+
+    row_type: type                 # rows.PinRow | rows.FinalizeRow
+    done: str                      # rows.PINNED
+    already: str                   # rows.ALREADY_PINNED
+    would: str                     # rows.WOULD_PIN
+    cpu: str                       # for the question: "the transition CPU"
+    #: Why a restarted domain is not as wanted, or None.
+    verify: Callable[[host_api.GuestCpu], str | None]
+    #: The CPU After of a dry run's rows.
+    expected: rows.Cpu | None = None
+
+
+@dataclasses.dataclass
+class Plan:
+    """The servers of one run: rows for those settled, and the restarts."""
+
+    servers: list[Any]
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)
+    todo: list[tuple[Any, host_api.GuestCpu | None]] = dataclasses.field(
+        default_factory=list)
+
+    def settle(self, row: Any) -> None:
+        self.results[row.id] = row
+
+    def rows(self) -> list[Any]:
+        """One row per server, in the order of the servers."""
+        return [self.results[s.id] for s in self.servers
+                if s.id in self.results]
+
+
+def row(goal: Goal, server: Any, host: str, result: str, reason: str = '',
+        before: host_api.GuestCpu | None = None,
+        after: rows.Cpu | None = None) -> Any:
+    return goal.row_type(
+        id=server.id, name=server.name or '', host=host,
+        status=server.status, result=result, reason=reason,
+        cpu_before=rows.Cpu.of_guest(before), cpu_after=after)
+
+
+def classify(host: host_api.Host, servers: Sequence[Any], goal: Goal, *,
+             settled: Callable[[Any, host_api.GuestCpu], str | None],
+             plan: Plan | None = None) -> Plan:
+    """Sort the servers into rows and restarts.
+
+    ``settled(server, guest)`` says whether the domain already is as the
+    verb wants (``goal.already``), or why the verb leaves it alone (a
+    ``skipped`` reason), or None: restart it."""
+    plan = plan or Plan(list(servers))
+    for server in servers:
+        if stopped_by_us(server):
+            plan.todo.append((server, None))
+            continue
+        if server.status != 'ACTIVE':
+            plan.settle(row(goal, server, host.name, rows.SKIPPED,
+                            'status %s' % server.status))
+            continue
+        guest = host.guest_cpu(server.id)
+        why = settled(server, guest)
+        if why == goal.already:
+            plan.settle(row(goal, server, host.name, goal.already,
+                            before=guest, after=rows.Cpu.of_guest(guest)))
+        elif why:
+            plan.settle(row(goal, server, host.name, rows.SKIPPED, why,
+                            before=guest))
+        else:
+            plan.todo.append((server, guest))
+    return plan
+
+
+def run(ctx: common.Context, host: host_api.Host, plan: Plan, goal: Goal, *,
+        method: str, dry_run: bool) -> bool:
+    """Restart the planned servers one at a time; True if the run stopped
+    at a failure."""
+    if dry_run:
+        for server, guest in plan.todo:
+            plan.settle(row(goal, server, host.name, goal.would,
+                            'would restart (%s)' % method, before=guest,
+                            after=goal.expected))
+        return False
+    if plan.todo:
+        ctx.approve('restart %d server(s) on %s (%s) so they get %s: %s' % (
+            len(plan.todo), host.name, method, goal.cpu,
+            ', '.join(s.name or s.id for s, _ in plan.todo)), dry_run)
+    stopped = False
+    for server, guest in plan.todo:
+        if stopped:
+            plan.settle(row(goal, server, host.name, rows.NOT_ATTEMPTED,
+                            'the run stopped at an earlier failure',
+                            before=guest))
+            continue
+        plan.settle(restart_one(ctx, host, server, guest, goal,
+                                method=method))
+        stopped = plan.results[server.id].result == rows.FAILED
+    return stopped
+
+
+def restart_one(ctx: common.Context, host: host_api.Host, server: Any,
+                guest: host_api.GuestCpu | None, goal: Goal, *,
+                method: str) -> Any:
+    """Restart one server and verify its domain; its row."""
+    ctx.progress('%s: restarting %s (%s)' % (host.name, server.name, method))
+    try:
+        server = restart_server(ctx, server, method)
+        after = host.guest_cpu(server.id)
+        wrong = goal.verify(after)
+        if wrong:
+            raise WorkflowError(wrong)
+    except common.RECOVERABLE as exc:
+        return row(goal, server, host.name, rows.FAILED, common.reason(exc),
+                   before=guest)
+    return row(goal, server, host.name, goal.done, before=guest,
+               after=rows.Cpu.of_guest(after))
+
+
+def restart_server(ctx: common.Context, server: Any, method: str) -> Any:
+    """Restart so the hypervisor rebuilds the domain from its nova.conf:
+    one hard reboot, or stop then start (the runbook's steps 4-5).
+
+    Before a stop, the server gets the metadata key ``STOPPED_KEY``, so that
+    if the run dies before the start, the next run knows this server was
+    stopped by cpumigrate: for such a server, a restart is the start that
+    was missing."""
+    cloud, timeout = ctx.cloud, ctx.server_timeout
+    if stopped_by_us(server):
+        return start_stopped(ctx, server)
+    try:
+        if method == 'hard-reboot':
+            cloud.reboot(server)
+            return cloud.wait_for_server(server, 'ACTIVE', timeout)
+        cloud.set_metadata(server, **{
+            STOPPED_KEY: utcnow().strftime('%Y-%m-%dT%H:%M:%SZ')})
+        cloud.stop(server)
+        cloud.wait_for_server(server, 'SHUTOFF', timeout)
+    except sdk_exc.HttpException as exc:
+        raise WorkflowError('Nova refused the %s: %s'
+                            % (method, http_message(exc))) from None
+    return start_stopped(ctx, server)
+
+
+def start_stopped(ctx: common.Context, server: Any) -> Any:
+    """Start a server cpumigrate stopped, once more if the first start
+    fails; the error names it as stopped if it still does not start."""
+    cloud = ctx.cloud
+    problem = ''
+    for _attempt in range(2):
+        try:
+            cloud.start(server)
+            server = cloud.wait_for_server(server, 'ACTIVE',
+                                           ctx.server_timeout)
+            cloud.delete_metadata(server, [STOPPED_KEY])
+            return server
+        except sdk_exc.HttpException as exc:
+            problem = http_message(exc)
+        except WorkflowError as exc:
+            problem = str(exc)
+        LOG.warning('starting %s again after: %s', server.id, problem)
+    raise WorkflowError(
+        'server %s was stopped by cpumigrate and did not start again '
+        '(%s): start it with "openstack server start %s", or run the '
+        'verb again' % (server.id, problem, server.id))

@@ -1,0 +1,120 @@
+"""prepare against a simulated cloud: logic, idempotence and error paths."""
+
+import pytest
+
+from osc_cpumigrate.errors import WorkflowError
+from osc_cpumigrate.workflow import prepare
+from osc_cpumigrate.workflow import rows
+from tests.unit import fakes
+
+
+def test_prepare_disables_writes_restarts():
+    world = fakes.World()
+    host = world.hosts['intel-1']
+    [row] = prepare.prepare(world.context(), 'intel-1', model='kvm64')
+    assert row.result == 'prepared'
+    assert row.reason == ('disable service, write nova.conf, restart '
+                          'nova-compute')
+    assert row.cpu_after == rows.Cpu('custom', 'kvm64')
+    assert row.backup == '/etc/nova/nova.conf.cpumigrate-1'
+    assert (row.service_status, row.service_state) == ('disabled', 'up')
+    assert 'osc-cpumigrate' in row.disabled_reason
+    service = world.services['intel-1']
+    assert service.status == 'disabled'
+    assert 'osc-cpumigrate' in service.disabled_reason
+    assert host.calls.count('apply_transition') == 1
+    assert host.calls.count('restart_nova_compute') == 1
+    assert host.loaded.model == 'kvm64'
+    assert host.closed
+
+
+def test_prepare_rerun_changes_nothing():
+    world = fakes.World()
+    ctx = world.context()
+    prepare.prepare(ctx, 'intel-1', model='kvm64')
+    host = world.hosts['intel-1']
+    host.calls.clear()
+    [row] = prepare.prepare(ctx, 'intel-1', model='kvm64')
+    assert row.result == 'already-prepared'
+    assert 'apply_transition' not in host.calls
+    assert 'restart_nova_compute' not in host.calls
+
+
+def test_prepare_rerun_after_interrupted_restart_restarts():
+    world = fakes.World()
+    host = world.hosts['intel-1']
+    host.apply_transition('kvm64')          # written, never restarted
+    [row] = prepare.prepare(world.context(), 'intel-1', model='kvm64')
+    assert row.result == 'prepared'
+    assert host.calls.count('apply_transition') == 1
+    assert host.loaded.model == 'kvm64'
+
+
+def test_prepare_dry_run_changes_nothing():
+    world = fakes.World()
+    host = world.hosts['intel-1']
+    shown = []
+    ctx = world.context(progress=shown.append)
+    [row] = prepare.prepare(ctx, 'intel-1', model='kvm64', flags=('pcid',),
+                            dry_run=True)
+    assert row.result == 'would-prepare'
+    assert row.reason == ('would disable service, write nova.conf, '
+                          'restart nova-compute')
+    assert row.cpu_after == rows.Cpu('custom', 'kvm64', ('+pcid',))
+    assert row.cpu_before == rows.Cpu(None, None)
+    assert world.services['intel-1'].status == 'enabled'
+    assert not host.transitioned
+    assert 'restart_nova_compute' not in host.calls
+    assert any('+++' in s for s in shown)        # the diff went to progress
+
+
+def test_prepare_restores_when_compute_does_not_come_back():
+    world = fakes.World()
+    host = world.hosts['intel-1']
+    host.fail_start = True
+    real_restart = host.restart_nova_compute
+
+    def restart():
+        # the old process reports once more while systemd stops it: a
+        # heartbeat newer than the moment the restart was asked for
+        world.heartbeat('intel-1')
+        real_restart()
+        host.fail_start = False     # the original config starts again
+    host.restart_nova_compute = restart
+    with pytest.raises(WorkflowError) as exc:
+        prepare.prepare(world.context(), 'intel-1', model='Haswell')
+    msg = str(exc.value)
+    assert 'did not report up' in msg
+    assert 'original nova.conf was restored' in msg
+    assert 'enabled again' in msg
+    assert not host.transitioned
+    assert host.calls.count('restore_original') == 1
+    assert world.services['intel-1'].status == 'enabled'
+
+
+def test_prepare_unknown_host_changes_nothing():
+    world = fakes.World()
+    with pytest.raises(WorkflowError, match="unknown host 'nope'"):
+        prepare.prepare(world.context(), 'nope', model='kvm64')
+    assert all(s.status == 'enabled' for s in world.services.values())
+
+
+def test_prepare_unreadable_conf_changes_nothing():
+    world = fakes.World()
+    world.hosts['intel-1'].unreadable = True
+    from osc_cpumigrate.errors import HostError
+    with pytest.raises(HostError, match='cannot read'):
+        prepare.prepare(world.context(), 'intel-1', model='kvm64')
+    assert world.services['intel-1'].status == 'enabled'
+    world.compute.disable_service.assert_not_called()
+
+
+def test_prepare_resolves_auto_itself():
+    world = fakes.World()
+    [row] = prepare.prepare(world.context(), 'intel-1',
+                            destinations=['amd-1'])
+    assert row.result == 'prepared'
+    assert row.cpu_after.model not in ('kvm64', 'qemu64')
+    with pytest.raises(WorkflowError, match='give --destination'):
+        prepare.prepare(world.context(), 'intel-2')
+    assert world.services['intel-2'].status == 'enabled'
