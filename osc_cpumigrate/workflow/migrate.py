@@ -242,50 +242,87 @@ def cold_migrate(ctx: common.Context, server: Any, source: str, dest: str,
 def follow(ctx: common.Context, server: Any, kind: str, known: set[str],
            timeout: float, on_timeout: str | None) -> Any:
     """Wait for the new migration record of ``kind`` to finish; its failure
-    reason comes from the instance-action events."""
+    reason comes from the instance-action events.
+
+    One :func:`osc_cpumigrate.poll.wait_for` (through ``Cloud.wait``): the
+    poller owns time (the deadline is ``timeout`` plus the server timeout,
+    for an abort or force-complete to take effect), :class:`Follow` owns
+    the states and, as the progress callback, reports and acts on
+    ``--on-timeout``."""
+    watch = Follow(ctx, server, kind, timeout, on_timeout)
     cloud = ctx.cloud
     start = cloud.clock()
-    last_report = start
-    acted = False
-    action = 'live-migration' if kind == LIVE else 'migrate'
-    while True:
+
+    def fetch() -> tuple[Any, float]:
         records = [m for m in cloud.migrations(server, kind)
                    if m.id not in known]
-        record = records[0] if records else None
-        elapsed = cloud.clock() - start
-        if record is not None and record.status in MIGRATION_DONE:
-            return record
+        return (records[0] if records else None), cloud.clock() - start
+
+    record, _elapsed = cloud.wait(
+        fetch, done=watch.done, failed=watch.failed, progress=watch.progress,
+        timeout=timeout + ctx.server_timeout,
+        message='the migration did not finish within %d s' % timeout)
+    return record
+
+
+@dataclasses.dataclass
+class Follow:
+    """The states of one migration being followed."""
+
+    ctx: common.Context
+    server: Any
+    kind: str
+    timeout: float
+    on_timeout: str | None
+    last_report: float = 0.0
+    acted: bool = False
+
+    @property
+    def action(self) -> str:
+        return 'live-migration' if self.kind == LIVE else 'migrate'
+
+    def done(self, seen: tuple[Any, float]) -> bool:
+        record = seen[0]
+        return record is not None and record.status in MIGRATION_DONE
+
+    def failed(self, seen: tuple[Any, float]) -> str | None:
+        record, elapsed = seen
+        cloud = self.ctx.cloud
         if record is not None and record.status in MIGRATION_FAILED:
-            reason = cloud.action_error(server, action) or (
+            reason = cloud.action_error(self.server, self.action) or (
                 'the migration record ended %s' % record.status)
-            raise WorkflowError('migration %s: %s; the server stays on its '
-                                'source' % (record.status, reason))
+            return ('migration %s: %s; the server stays on its source'
+                    % (record.status, reason))
         if record is None and elapsed > RECORD_GRACE:
-            reason = cloud.action_error(server, action)
-            raise WorkflowError('no migration record appeared%s'
-                                % (': %s' % reason if reason else ''))
-        if kind == LIVE and elapsed - (last_report - start) >= PROGRESS_EVERY:
-            last_report = cloud.clock()
-            report_progress(ctx, server, elapsed)
-        if elapsed > timeout and record is not None:
-            if on_timeout is None or acted:
-                if elapsed > timeout + ctx.server_timeout:
-                    raise WorkflowError('the migration did not finish within '
-                                        '%d s' % timeout)
+            reason = cloud.action_error(self.server, self.action)
+            return 'no migration record appeared%s' % (
+                ': %s' % reason if reason else '')
+        return None
+
+    def progress(self, seen: tuple[Any, float], _since: float) -> None:
+        record, elapsed = seen
+        if self.kind == LIVE and elapsed - self.last_report >= PROGRESS_EVERY:
+            self.last_report = elapsed
+            report_progress(self.ctx, self.server, elapsed)
+        if (elapsed > self.timeout and record is not None
+                and self.on_timeout is not None and not self.acted):
+            self.acted = True
+            self.act(record)
+
+    def act(self, record: Any) -> None:
+        """Abort or force-complete a migration that has run too long."""
+        ctx, server, what = self.ctx, self.server, self.on_timeout
+        ctx.progress('%s: no end after %d s: %s' % (server.name,
+                                                    self.timeout, what))
+        try:
+            if what == 'abort':
+                ctx.cloud.abort_migration(record, server)
             else:
-                acted = True
-                ctx.progress('%s: no end after %d s: %s' % (
-                    server.name, timeout, on_timeout))
-                try:
-                    if on_timeout == 'abort':
-                        cloud.abort_migration(record, server)
-                    else:
-                        cloud.force_complete_migration(record, server)
-                except common.RECOVERABLE as exc:
-                    # It may have ended meanwhile: keep following it.
-                    ctx.progress('%s: %s refused: %s' % (
-                        server.name, on_timeout, common.reason(exc)))
-        cloud.sleep(cloud.interval)
+                ctx.cloud.force_complete_migration(record, server)
+        except common.RECOVERABLE as exc:
+            # It may have ended meanwhile: keep following it.
+            ctx.progress('%s: %s refused: %s' % (server.name, what,
+                                                 common.reason(exc)))
 
 
 def report_progress(ctx: common.Context, server: Any, elapsed: float) -> None:
