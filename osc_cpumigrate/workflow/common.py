@@ -94,10 +94,9 @@ class Context:
         finally:
             host.close()
 
-    def approve(self, what: str, dry_run: bool) -> None:
-        """Ask before restarting customers' servers (unless dry run)."""
-        if dry_run:
-            return
+    def approve(self, what: str) -> None:
+        """Ask before restarting customers' servers (never in a dry run:
+        the caller returns its rows before asking)."""
         if not self.confirm(what):
             raise WorkflowError('not confirmed: %s; nothing was changed '
                                 '(--auto-approve skips the question)' % what)

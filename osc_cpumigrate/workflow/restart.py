@@ -151,7 +151,7 @@ def run(ctx: common.Context, host: host_api.Host, plan: Plan, goal: Goal, *,
     if plan.todo:
         ctx.approve('restart %d server(s) on %s (%s) so they get %s: %s' % (
             len(plan.todo), host.name, method, goal.cpu,
-            ', '.join(s.name or s.id for s, _ in plan.todo)), dry_run)
+            ', '.join(s.name or s.id for s, _ in plan.todo)))
     stopped = False
     for server, guest in plan.todo:
         if stopped:

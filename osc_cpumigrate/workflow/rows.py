@@ -21,7 +21,6 @@ servers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import dataclasses
 from typing import Any
 
@@ -234,9 +233,3 @@ class CheckRow:
     verdict: str                  # ok | warn | fail
     reason: str
 
-
-def counts(rows: Sequence[ServerRow]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for row in rows:
-        found[row.result] = found.get(row.result, 0) + 1
-    return found
