@@ -1,8 +1,14 @@
-"""The one place that turns failures into ``osc_lib`` ``CommandError``.
+"""The project's exceptions, and the one place that turns failures into
+``osc_lib`` ``CommandError``.
 
-Workflow code raises :class:`WorkflowError` (or lets SDK and host errors
-through); the commands wrap ``take_action`` with :func:`translate_errors`, so
-every failure reaches the operator as one line and exit code 1.
+Workflow code raises :class:`WorkflowError` (a wait that runs out raises its
+subclass :class:`Timeout`), the host layer :class:`HostError`, and SDK errors
+pass through; the commands wrap ``take_action`` with
+:func:`translate_errors`, so every failure reaches the operator as one line
+and exit code 1.  The exceptions live here, not beside the code that raises
+them, so that any layer can catch them without importing another layer (and
+so the command modules, which import this at every ``openstack`` start, never
+pull in fabric or the host layer to catch a ``HostError``).
 """
 
 from __future__ import annotations
