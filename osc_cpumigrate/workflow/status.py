@@ -36,7 +36,7 @@ def status(ctx: common.Context, host_name: str) -> list[rows.StatusRow]:
         ctx.progress('%s: nova-compute %s; nova.conf %s (%s)' % (
             host_name, common.service_text(service),
             'holds transition settings' if conf.transitioned else 'normal',
-            conf.settings.describe()))
+            rows.Cpu.of_settings(conf.settings).full()))
         for server in servers:
             cpu, reason = None, ''
             if server.status != 'ACTIVE':
