@@ -21,10 +21,13 @@ LABCTL = pathlib.Path(__file__).parents[1] / 'lab' / 'labctl'
 
 
 def cpumigrate(env, *args, ok=True):
-    """Run a verb with -f json; return (exit code, rows, stderr)."""
+    """Run a verb with -f json; return (exit code, rows, stderr).  The rows
+    are checked against the verb's output contract."""
     proc = run(env, [OPENSTACK, 'cpumigrate', *args, '-f', 'json'], ok=ok,
                timeout=900)
     rows = json.loads(proc.stdout) if proc.stdout.strip() else []
+    if args[0] in COLUMNS:
+        contract(args[0], rows)
     return proc.returncode, rows, proc.stderr
 
 
@@ -64,8 +67,50 @@ def fault(env, host, what):
     run(env, [str(LABCTL), 'fault', host, what])
 
 
-def by(rows, key='Server'):
+def by(rows, key='ID'):
     return {r[key]: r for r in rows}
+
+
+SERVER_COLUMNS = ['ID', 'Name', 'Host', 'Status', 'Result', 'Reason']
+COLUMNS = {
+    'pin': SERVER_COLUMNS + ['CPU Before', 'CPU After'],
+    'finalize': SERVER_COLUMNS + ['CPU Before', 'CPU After'],
+    'migrate': SERVER_COLUMNS + ['Source', 'Destination', 'Seconds'],
+    'prepare': ['Host', 'Service Status', 'Service State', 'Disabled Reason',
+                'CPU Before', 'CPU After', 'Backup', 'Result', 'Reason'],
+    'status': ['ID', 'Name', 'Host', 'Status', 'Phase', 'Reason', 'CPU'],
+    'check': ['Check', 'Host', 'Server', 'Verdict', 'Reason'],
+}
+RESULTS = {
+    'pin': {'pinned', 'already-pinned', 'would-pin', 'skipped', 'refused',
+            'failed', 'not-attempted'},
+    'finalize': {'finalized', 'already-finalized', 'would-finalize',
+                 'skipped', 'refused', 'failed', 'not-attempted'},
+    'migrate': {'live-migrated', 'cold-migrated', 'would-live-migrate',
+                'would-cold-migrate', 'refused', 'failed', 'not-attempted'},
+    'prepare': {'prepared', 'already-prepared', 'would-prepare'},
+}
+CPU_KEYS = {'mode', 'model', 'flags'}
+
+
+def contract(verb, rows):
+    """Every row of a verb has the same keys, in order; Result (or Phase,
+    Verdict) takes a documented value; a CPU is an object or null."""
+    for row in rows:
+        assert list(row) == COLUMNS[verb], row
+        if verb in RESULTS:
+            assert row['Result'] in RESULTS[verb], row
+        for name, value in row.items():
+            if name.startswith('CPU'):
+                assert value is None or set(value) == CPU_KEYS, row
+                assert value is None or isinstance(value['flags'], list)
+    if verb == 'status':
+        assert {r['Phase'] for r in rows} <= {
+            'unpinned', 'pinned', 'migrated-pinned', 'finalized', 'skipped',
+            'unknown'}
+    if verb == 'check':
+        assert {r['Verdict'] for r in rows} <= {'ok', 'warn', 'fail'}
+    return rows
 
 
 def test_plain_live_migration_fails_before_prepare(lab_env):
@@ -112,9 +157,11 @@ def test_guest_floor_and_failed_migration_stop_the_run(lab_env):
                                  '--auto-approve', ok=False)
     assert code == 1
     rows = by(rows)
-    assert rows[rhel]['Result'].startswith('refused: its guest needs '
-                                           'x86-64-v2')
+    assert rows[rhel]['Result'] == 'refused'
+    assert rows[rhel]['Reason'].startswith('its guest needs x86-64-v2')
     assert all(rows[s]['Result'] == 'pinned' for s in plain)
+    assert all(rows[s]['CPU After']['model'] == 'kvm64' for s in plain)
+    assert '1 of 3 servers failed' in err
     assert domain_model(lab_env, 'intel-2', rhel) == 'Skylake-Server-IBRS'
     assert domain_model(lab_env, 'intel-2', plain[0]) == 'kvm64'
     assert nova_conf(lab_env, 'intel-2') == before      # restored anyway
@@ -127,10 +174,11 @@ def test_guest_floor_and_failed_migration_stop_the_run(lab_env):
         fault(lab_env, 'amd-2', 'clear')
     assert code == 1
     rows = by(rows)
-    assert rows[rhel]['Result'].startswith('refused: not pinned')
+    assert rows[rhel]['Result'] == 'refused'
+    assert rows[rhel]['Reason'].startswith('not pinned')
     results = sorted(rows[s]['Result'] for s in plain)
-    assert results[0].startswith('failed: ')
-    assert results[1] == 'not migrated: the run stopped'
+    assert results == ['failed', 'not-attempted']
+    assert all(rows[s]['Host'] == 'intel-2' for s in plain + [rhel])
     for sid in plain + [rhel]:
         shown = server(lab_env, sid)
         assert (shown['status'], shown['OS-EXT-SRV-ATTR:host']) == (
@@ -145,7 +193,8 @@ def test_guest_floor_and_failed_migration_stop_the_run(lab_env):
     finally:
         fault(lab_env, 'amd-2', 'clear')
     assert code == 1
-    assert 'cancelled' in rows[0]['Result'], rows
+    assert rows[0]['Result'] == 'failed', rows
+    assert 'cancelled' in rows[0]['Reason'], rows
     assert 'abort' in err
     shown = server(lab_env, plain[0])
     assert (shown['status'], shown['OS-EXT-SRV-ATTR:host']) == (
@@ -165,30 +214,48 @@ def test_full_runbook_intel_to_amd_and_back(lab_env):
 
     code, [row], err = cpumigrate(lab_env, 'prepare', 'intel-1', *dests)
     assert row['Result'] == 'prepared'
-    assert row['CPU After'].startswith('custom ')
-    model = row['CPU After'].split()[1]
+    assert (row['Service Status'], row['Service State']) == ('disabled',
+                                                             'up')
+    assert row['CPU After']['mode'] == 'custom'
+    model = row['CPU After']['model']
     assert model != 'kvm64'                      # auto found a richer CPU
+    assert row['CPU After']['flags']             # as a list, +flag each
     assert cpumigrate(lab_env, 'prepare', 'intel-1', *dests)[1][0][
-        'Result'] == 'already prepared'
+        'Result'] == 'already-prepared'
+    shown = osc(lab_env, 'cpumigrate', 'host', 'show', 'intel-1')
+    assert (shown['Nova Conf'], shown['Service Status']) == ('transition',
+                                                             'disabled')
+    assert shown['CPU']['model'] == model
+    assert shown['Backup'].startswith('/etc/nova/nova.conf.cpumigrate-')
 
     rows = by(cpumigrate(lab_env, 'pin', 'intel-1', '--auto-approve')[1])
     assert {rows[s]['Result'] for s in active} == {'pinned'}
-    assert rows[stopped]['Result'] == 'skipped: SHUTOFF'
+    assert {rows[s]['CPU After']['model'] for s in active} == {model}
+    assert (rows[stopped]['Result'], rows[stopped]['Reason']) == (
+        'skipped', 'status SHUTOFF')
     assert nova_conf(lab_env, 'intel-1') == original
     assert {domain_model(lab_env, 'intel-1', s) for s in active} == {model}
     assert {r['Result'] for r in cpumigrate(
         lab_env, 'pin', 'intel-1', '--auto-approve')[1]
-        if r['Server'] in active} == {'already pinned'}
+        if r['ID'] in active} == {'already-pinned'}
+    shown = osc(lab_env, 'cpumigrate', 'host', 'show', 'intel-1')
+    assert (shown['Nova Conf'], shown['Backup']) == ('normal', '')
 
     rows = by(cpumigrate(lab_env, 'migrate', 'intel-1', *dests)[1])
     assert {rows[s]['Result'] for s in active} == {'live-migrated'}
     assert rows[stopped]['Result'] == 'cold-migrated'
+    for sid, row in rows.items():
+        assert row['Source'] == 'intel-1'
+        assert row['Host'] == row['Destination'] == host_of(lab_env, sid)
+        assert isinstance(row['Seconds'], int)
     assert cpumigrate(lab_env, 'migrate', 'intel-1', *dests)[1] == []
 
     for dest in ('amd-1', 'amd-2'):
         rows = cpumigrate(lab_env, 'finalize', dest, '--auto-approve')[1]
-        assert {r['Result'] for r in rows} <= {'finalized', 'skipped: SHUTOFF',
-                                               'already finalized'}
+        assert {r['Result'] for r in rows} <= {'finalized', 'skipped',
+                                               'already-finalized'}
+        assert {r['CPU After']['model'] for r in rows
+                if r['Result'] == 'finalized'} <= {'EPYC-Rome'}
     for sid in active:
         shown = server(lab_env, sid)
         host = shown['OS-EXT-SRV-ATTR:host']
@@ -275,8 +342,11 @@ def test_prepare_dry_run_shows_masked_diff_and_changes_nothing(lab_env):
     assert service_status(lab_env, host) == 'enabled'
     code, [row], err = cpumigrate(lab_env, 'prepare', host, '--cpu-model',
                                   'kvm64', '--cpu-flag', 'pcid', '--dry-run')
-    assert row['Result'] == ('would disable service, write nova.conf, '
+    assert row['Result'] == 'would-prepare'
+    assert row['Reason'] == ('would disable service, write nova.conf, '
                              'restart nova-compute')
+    assert row['CPU After'] == {'mode': 'custom', 'model': 'kvm64',
+                                'flags': ['+pcid']}
     assert [ln for ln in err.splitlines()
             if ln.startswith('+cpu_models') and 'kvm64' in ln]
     secret = [line.split('=', 1)[1].strip() for line in before.splitlines()
