@@ -40,36 +40,25 @@ def ssh(env, host, command, ok=True):
 
 def wait_fresh_heartbeat(env, host, since, timeout=60):
     """The host's nova-compute is up and has reported after ``since``."""
+    conn = sdk(env)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        for svc in osc(env, 'compute', 'service', 'list', '--service',
-                       'nova-compute', '--host', host):
-            ts = svc.get('Updated At') or ''
+        for svc in conn.compute.services(binary='nova-compute', host=host):
+            ts = svc.updated_at or ''
             t = calendar.timegm(time.strptime(
                 ts.split('.')[0], '%Y-%m-%dT%H:%M:%S')) if ts else 0
-            if svc['State'] == 'up' and t > since:
+            if svc.state == 'up' and t > since:
                 return
-        time.sleep(1)
+        time.sleep(0.5)
     raise AssertionError('no fresh heartbeat from %s' % host)
 
 
 def restart_compute(env, host):
-    since = time.time()
+    """Restart nova-compute on a host; return once the new process
+    heartbeats (it does so only after init_host)."""
     ssh(env, host, 'sudo -n systemctl restart nova-compute')
-    wait_fresh_heartbeat(env, host, since)
-
-
-def wait_settled(env, sid, timeout=180):
-    """``server show`` once no task runs on the server any more."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        shown = osc(env, 'server', 'show', sid)
-        if not shown.get('OS-EXT-STS:task_state') and \
-                shown['status'] not in ('BUILD', 'REBOOT', 'HARD_REBOOT',
-                                        'MIGRATING'):
-            return shown
-        time.sleep(1)
-    raise AssertionError('server %s still busy after %ds' % (sid, timeout))
+    # the old process is gone now: a newer heartbeat is the new one's
+    wait_fresh_heartbeat(env, host, time.time())
 
 
 def sdk(env):

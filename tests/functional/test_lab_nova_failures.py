@@ -14,64 +14,83 @@ import time
 
 import pytest
 
-from tests.functional.labclient import OPENSTACK
-from tests.functional.labclient import osc
 from tests.functional.labclient import restart_compute
 from tests.functional.labclient import run
 from tests.functional.labclient import sdk
 from tests.functional.labclient import ssh
-from tests.functional.labclient import wait_settled
 
 pytestmark = pytest.mark.lab
 
 CONF = '/etc/nova/nova.conf'
 MiB = 2 ** 20
+IMAGES = {'cirros': 'c1a7e1e5-0000-4000-8000-000000000001',
+          'noacpi': 'c1a7e1e5-0000-4000-8000-0000000ac001'}
+BUSY = ('BUILD', 'REBOOT', 'HARD_REBOOT', 'MIGRATING')
+
+
+@pytest.fixture(scope='module')
+def conn(lab_env):
+    return sdk(lab_env)
 
 
 @pytest.fixture
-def servers(lab_env):
+def servers(conn):
     """Server ids a test creates; deleted when it ends."""
     ids = []
     yield ids
     for sid in ids:
-        run(lab_env, [OPENSTACK, 'server', 'delete', '--wait', sid],
-            ok=False)
+        conn.compute.delete_server(sid, ignore_missing=True)
+    for sid in ids:
+        server = conn.compute.find_server(sid)
+        if server:
+            conn.compute.wait_for_delete(server, wait=120)
+
+
+@pytest.fixture(scope='module')
+def small(conn):
+    return conn.compute.find_flavor('m1.small', ignore_missing=False).id
 
 
 @pytest.fixture
-def flavors(lab_env):
+def flavors(conn):
     """make(name, **extra_specs) -> flavor id; deleted when the test ends."""
     made = []
 
     def make(name, **specs):
-        args = ['flavor', 'create', '--ram', '512', '--disk', '1',
-                '--vcpus', '1']
-        for key, value in specs.items():
-            args += ['--property', '%s=%s' % (key, value)]
-        made.append(osc(lab_env, *args, name)['id'])
-        return made[-1]
+        flavor = conn.compute.create_flavor(name=name, ram=512, vcpus=1,
+                                            disk=1)
+        made.append(flavor.id)
+        conn.compute.create_flavor_extra_specs(flavor, specs)
+        return flavor.id
     yield make
     for fid in made:
-        run(lab_env, [OPENSTACK, 'flavor', 'delete', fid], ok=False)
+        conn.compute.delete_flavor(fid, ignore_missing=True)
 
 
-def create(env, ids, name, flavor, *, host=None, image='cirros', count=1):
-    args = ['server', 'create', '--flavor', flavor, '--image', image,
-            '--no-network']
+def settled(conn, sid, timeout=180):
+    """The server once no task runs on it any more."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server = conn.compute.get_server(sid)
+        if not server.task_state and server.status not in BUSY:
+            return server
+        time.sleep(0.5)
+    raise AssertionError('server %s still busy after %ds' % (sid, timeout))
+
+
+def create(conn, ids, name, flavor, *, host=None, image='cirros', count=1):
+    """Boot ``count`` servers (not waiting); their ids."""
+    attrs = dict(name=name, flavor_id=flavor, image_id=IMAGES[image],
+                 networks='none')
     if host:
-        args += ['--availability-zone', 'nova:%s' % host]
+        attrs['availability_zone'] = 'nova:%s' % host
     if count > 1:
-        args += ['--min', str(count), '--max', str(count)]
-    osc(env, *args, name)
-    found = [s['ID'] for s in osc(env, 'server', 'list', '--name',
-                                  '^%s(-[0-9]+)?$' % name)]
+        attrs.update(min_count=count, max_count=count)
+    conn.compute.create_server(**attrs)
+    pattern = '^%s(-[0-9]+)?$' % name
+    found = [s.id for s in conn.compute.servers(name=pattern)]
     ids.extend(found)
-    return [wait_settled(env, sid) for sid in found]
-
-
-def act(env, *args):
-    """An ``openstack`` command without output (stop, start, reboot)."""
-    return run(env, [OPENSTACK, *args])
+    return found
 
 
 def labctl(env, *args):
@@ -89,13 +108,16 @@ def domains(env, host):
     return set(out.split())
 
 
-def action_error(env, sid, action):
-    """The details of the failed compute event of a server's last action."""
-    for ev in osc(env, 'server', 'event', 'list', sid):
-        if ev['Action'] == action:
-            shown = osc(env, '--os-compute-api-version', '2.84', 'server',
-                        'event', 'show', sid, ev['Request ID'])
-            return [e for e in shown['events'] if e['result'] == 'Error']
+def action_errors(conn, sid, action):
+    """The failed compute events of the server's last ``action``."""
+    url = '/servers/%s/os-instance-actions' % sid
+    for act in conn.compute.get(url, microversion='2.84').json()[
+            'instanceActions']:
+        if act['action'] == action:
+            detail = conn.compute.get('%s/%s' % (url, act['request_id']),
+                                      microversion='2.84').json()
+            return [e for e in detail['instanceAction']['events']
+                    if e['result'] == 'Error']
     return []
 
 
@@ -118,9 +140,8 @@ def nova_conf(env, host, libvirt, workarounds=''):
         restart_compute(env, host)
 
 
-def placement_traits(env):
+def placement_traits(conn):
     """{hypervisor: set of HW_CPU_X86_* traits of its resource provider}"""
-    conn = sdk(env)
     out = {}
     for hyp in conn.compute.hypervisors():
         resp = conn.placement.get('/resource_providers/%s/traits' % hyp.id,
@@ -131,48 +152,48 @@ def placement_traits(env):
 
 
 def test_avx2_flavor_ends_in_error_after_hard_reboot_under_kvm64(
-        lab_env, servers, flavors):
+        lab_env, conn, servers, flavors):
     """_match_cpu_model_by_flags: the flavor needs AVX2, kvm64 lacks it
     (an extra flag avx2 does not count).  Hard reboot destroys the
     domain, then fails: ERROR.  Power-on fails the same way, but Nova's
     start_instance leaves the server SHUTOFF with a failed action."""
     avx2 = flavors('lab-avx2', **{'trait:HW_CPU_X86_AVX2': 'required'})
-    running = create(lab_env, servers, 'nf-avx2-running', avx2,
-                     host='intel-1')[0]['id']
-    stopped = create(lab_env, servers, 'nf-avx2-stopped', avx2,
-                     host='intel-1')[0]['id']
-    act(lab_env, 'server', 'stop', stopped)
-    assert wait_settled(lab_env, stopped)['status'] == 'SHUTOFF'
+    running, = create(conn, servers, 'nf-avx2-running', avx2,
+                      host='intel-1')
+    stopped, = create(conn, servers, 'nf-avx2-stopped', avx2,
+                      host='intel-1')
+    assert settled(conn, running).status == 'ACTIVE'
+    assert settled(conn, stopped).status == 'ACTIVE'
+    conn.compute.stop_server(stopped)
+    assert settled(conn, stopped).status == 'SHUTOFF'
     with nova_conf(lab_env, 'intel-1', 'cpu_mode = custom\n'
                    'cpu_models = kvm64\ncpu_model_extra_flags = avx2'):
-        run(lab_env, [OPENSTACK, 'server', 'reboot', '--hard', running],
-            ok=False)
-        shown = wait_settled(lab_env, running)
-        assert shown['status'] == 'ERROR'
-        assert shown['fault']['message'] == (
+        conn.compute.reboot_server(running, 'HARD')
+        server = settled(conn, running)
+        assert server.status == 'ERROR'
+        assert server.fault['message'] == (
             "No CPU model match traits, models: ['kvm64'], required "
             "flags: {'avx2'}")
         assert running not in domains(lab_env, 'intel-1')
         assert running not in guests(lab_env)
 
-        act(lab_env, 'server', 'start', stopped)
-        assert wait_settled(lab_env, stopped)['status'] == 'SHUTOFF'
-        errors = action_error(lab_env, stopped, 'start')
+        conn.compute.start_server(stopped)
+        assert settled(conn, stopped).status == 'SHUTOFF'
+        errors = action_errors(conn, stopped, 'start')
         assert [e['event'] for e in errors] == ['compute_start_instance']
         assert 'No CPU model match traits' in errors[0]['details']
         assert stopped not in domains(lab_env, 'intel-1')
     # host-model again: the guest starts, its history kept the power cut
-    act(lab_env, 'server', 'reboot', '--hard', running)
-    assert wait_settled(lab_env, running)['status'] == 'ACTIVE'
+    conn.compute.reboot_server(running, 'HARD')
+    assert settled(conn, running).status == 'ACTIVE'
     assert guests(lab_env, 'intel-1')[running]['power_cuts'] == 1
 
 
-def test_cpu_traits_schedule_flavors_to_one_vendor(lab_env, servers,
-                                                   flavors):
+def test_cpu_traits_schedule_flavors_to_one_vendor(conn, servers, flavors):
     """Hosts report their CPU's HW_CPU_X86_* traits as the libvirt driver
     does; a flavor requiring one only Intel (or only AMD) has lands
     there, even when asked for another host."""
-    traits = placement_traits(lab_env)
+    traits = placement_traits(conn)
     intel = {h for h in traits if h.startswith('intel')}
     amd = {h for h in traits if h.startswith('amd')}
     assert all('HW_CPU_X86_AVX2' in traits[h] for h in intel | amd)
@@ -182,90 +203,93 @@ def test_cpu_traits_schedule_flavors_to_one_vendor(lab_env, servers,
     sse4a = flavors('lab-sse4a', **{'trait:HW_CPU_X86_SSE4A': 'required'})
     avx512 = flavors('lab-avx512', **{'trait:HW_CPU_X86_AVX512F':
                                       'required'})
-    on_amd = create(lab_env, servers, 'nf-sse4a', sse4a, count=2)
-    on_intel = create(lab_env, servers, 'nf-avx512', avx512, count=2)
-    assert {s['status'] for s in on_amd + on_intel} == {'ACTIVE'}
-    assert {s['OS-EXT-SRV-ATTR:host'] for s in on_amd} <= amd
-    assert {s['OS-EXT-SRV-ATTR:host'] for s in on_intel} <= intel
-    refused = create(lab_env, servers, 'nf-avx512-amd', avx512,
-                     host='amd-1')[0]
-    assert refused['status'] == 'ERROR'
-    assert 'No valid host' in refused['fault']['message']
+    on_amd = create(conn, servers, 'nf-sse4a', sse4a, count=2)
+    on_intel = create(conn, servers, 'nf-avx512', avx512, count=2)
+    refused, = create(conn, servers, 'nf-avx512-amd', avx512, host='amd-1')
+    for ids, hosts in ((on_amd, amd), (on_intel, intel)):
+        for sid in ids:
+            server = settled(conn, sid)
+            assert server.status == 'ACTIVE'
+            assert server.compute_host in hosts
+    server = settled(conn, refused)
+    assert server.status == 'ERROR'
+    assert 'No valid host' in server.fault['message']
 
 
 def test_skip_cpu_compare_at_startup_lets_guests_fail_to_start(
-        lab_env, servers):
+        lab_env, conn, servers, small):
     """With the start-up check skipped, nova-compute runs with a model its
     host cannot provide; libvirt then refuses to start guests on it."""
-    sid = create(lab_env, servers, 'nf-skip', 'm1.small',
-                 host='amd-2')[0]['id']
+    sid, = create(conn, servers, 'nf-skip', small, host='amd-2')
+    assert settled(conn, sid).status == 'ACTIVE'
     with nova_conf(lab_env, 'amd-2',
                    'cpu_mode = custom\ncpu_models = Skylake-Server-IBRS',
                    workarounds='skip_cpu_compare_at_startup = True'):
-        services = osc(lab_env, 'compute', 'service', 'list', '--service',
-                       'nova-compute', '--host', 'amd-2')
-        assert [s['State'] for s in services] == ['up']
-        run(lab_env, [OPENSTACK, 'server', 'reboot', '--hard', sid],
-            ok=False)
-        shown = wait_settled(lab_env, sid)
-        assert shown['status'] == 'ERROR'
-        assert shown['fault']['message'] == 'libvirtError'
+        # restart_compute saw it heartbeat: it started
+        conn.compute.reboot_server(sid, 'HARD')
+        server = settled(conn, sid)
+        assert server.status == 'ERROR'
+        assert server.fault['message'] == 'libvirtError'
         assert ('the CPU is incompatible with host CPU: Host CPU does not '
                 'provide required features: avx512') in \
-            shown['fault']['details']
+            server.fault['details']
         assert sid not in domains(lab_env, 'amd-2')
 
 
-def test_guests_count_power_cuts_and_clean_shutdowns(lab_env, servers):
+def test_guests_count_power_cuts_and_clean_shutdowns(lab_env, conn, servers,
+                                                     small):
     """Stop is an ACPI shutdown; hard reboot destroys the domain; a guest
     that ignores ACPI is cut off after the image's os_shutdown_timeout."""
-    sid = create(lab_env, servers, 'nf-power', 'm1.small',
-                 host='intel-2')[0]['id']
+    sid, = create(conn, servers, 'nf-power', small, host='intel-2')
+    deaf, = create(conn, servers, 'nf-noacpi', small, host='intel-2',
+                   image='noacpi')
+    assert settled(conn, sid).status == 'ACTIVE'
     assert guests(lab_env, 'intel-2')[sid]['power_cuts'] == 0
 
-    act(lab_env, 'server', 'stop', sid)
-    assert wait_settled(lab_env, sid)['status'] == 'SHUTOFF'
+    conn.compute.stop_server(sid)
+    assert settled(conn, sid).status == 'SHUTOFF'
     row = guests(lab_env, 'intel-2')[sid]
     assert (row['state'], row['clean_shutdowns'], row['power_cuts'],
             row['last_down']) == ('shut off', 1, 0, 'clean-shutdown')
-    act(lab_env, 'server', 'start', sid)
-    assert wait_settled(lab_env, sid)['status'] == 'ACTIVE'
-    act(lab_env, 'server', 'reboot', '--hard', sid)
-    assert wait_settled(lab_env, sid)['status'] == 'ACTIVE'
+    conn.compute.start_server(sid)
+    assert settled(conn, sid).status == 'ACTIVE'
+    conn.compute.reboot_server(sid, 'HARD')
+    assert settled(conn, sid).status == 'ACTIVE'
     row = guests(lab_env, 'intel-2')[sid]
     assert (row['state'], row['clean_shutdowns'], row['power_cuts'],
             row['last_down']) == ('running', 1, 1, 'power-cut')
     assert row['host'] == 'intel-2' and row['cpu_model']
 
-    deaf = create(lab_env, servers, 'nf-noacpi', 'm1.small',
-                  host='intel-2', image='noacpi')[0]['id']
+    assert settled(conn, deaf).status == 'ACTIVE'
     began = time.monotonic()
-    act(lab_env, 'server', 'stop', deaf)
-    assert wait_settled(lab_env, deaf)['status'] == 'SHUTOFF'
+    conn.compute.stop_server(deaf)
+    assert settled(conn, deaf).status == 'SHUTOFF'
     assert time.monotonic() - began >= 5   # the image's os_shutdown_timeout
     row = guests(lab_env, 'intel-2')[deaf]
     assert (row['clean_shutdowns'], row['power_cuts']) == (0, 1)
 
     # the switch overrides the image: this guest now obeys ACPI
     labctl(lab_env, 'guest-acpi', deaf, 'obey')
-    act(lab_env, 'server', 'start', deaf)
-    assert wait_settled(lab_env, deaf)['status'] == 'ACTIVE'
-    act(lab_env, 'server', 'stop', deaf)
-    assert wait_settled(lab_env, deaf)['status'] == 'SHUTOFF'
+    conn.compute.start_server(deaf)
+    assert settled(conn, deaf).status == 'ACTIVE'
+    began = time.monotonic()
+    conn.compute.stop_server(deaf)
+    assert settled(conn, deaf).status == 'SHUTOFF'
+    assert time.monotonic() - began < 5
     row = guests(lab_env, 'intel-2')[deaf]
     assert (row['clean_shutdowns'], row['power_cuts'], row['acpi']) == (
         1, 1, 'obey')
 
 
-def test_live_migration_takes_memory_over_bandwidth(lab_env, servers):
+def test_live_migration_takes_memory_over_bandwidth(lab_env, conn, servers,
+                                                    small):
     """512 MiB at 80 MiB/s: 6.4 s of copying, with libvirt's memory stats
     saved to the migration record every live_migration_monitor_interval
     (5 s), as Nova's _live_migration_monitor does (none at the end)."""
-    sid = create(lab_env, servers, 'nf-lm', 'm1.small',
-                 host='intel-1')[0]['id']
+    sid, = create(conn, servers, 'nf-lm', small, host='intel-1')
+    assert settled(conn, sid).status == 'ACTIVE'
     labctl(lab_env, 'up', '--migration-bandwidth', '80')
     try:
-        conn = sdk(lab_env)
         began = time.monotonic()
         conn.compute.live_migrate_server(sid, host='intel-2',
                                          block_migration='auto')
