@@ -17,7 +17,10 @@ cares:
   like ``_check_cpu_compatibility()``;
 * ``check_can_live_migrate_destination`` compares CPUs like ``_compare_cpu()``
   and fails with ``Unacceptable CPU info: CPU doesn't have compatibility.``;
-* live migration moves the guest with its CPU unchanged.
+* live migration moves the guest with its CPU unchanged;
+* Nova's own failures (labfailures.py): CPU traits for Placement,
+  trait-matched custom models, guests libvirt refuses to start, clean
+  shutdowns and power cuts, live migrations at the lab's bandwidth.
 
 Guests are persisted in the host's ``state.json`` (which the lab's fake
 ``virsh`` reads) and re-adopted when nova-compute restarts.
