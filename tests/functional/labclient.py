@@ -1,10 +1,12 @@
 """What the functional tests use to talk to the lab as an operator would:
 the ``openstack`` CLI of the venv running the tests, as subprocesses."""
 
+import calendar
 import json
 import os
 import subprocess
 import sys
+import time
 
 _venv_osc = os.path.join(os.path.dirname(sys.executable), 'openstack')
 OPENSTACK = os.environ.get('OPENSTACK') or (
@@ -28,3 +30,42 @@ def osc(env, *args, ok=True):
 
 def host_of(env, sid):
     return osc(env, 'server', 'show', sid)['OS-EXT-SRV-ATTR:host']
+
+
+def ssh(env, host, command, ok=True):
+    """``command`` (a shell string) on a lab host as the operator."""
+    return run(env, ['ssh', '-F', env['OS_CPUMIGRATE_SSH_CONFIG'], '-o',
+                     'BatchMode=yes', host, command], ok=ok)
+
+
+def wait_fresh_heartbeat(env, host, since, timeout=60):
+    """The host's nova-compute is up and has reported after ``since``."""
+    conn = sdk(env)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for svc in conn.compute.services(binary='nova-compute', host=host):
+            ts = svc.updated_at or ''
+            t = calendar.timegm(time.strptime(
+                ts.split('.')[0], '%Y-%m-%dT%H:%M:%S')) if ts else 0
+            if svc.state == 'up' and t > since:
+                return
+        time.sleep(0.5)
+    raise AssertionError('no fresh heartbeat from %s' % host)
+
+
+def restart_compute(env, host):
+    """Restart nova-compute on a host; return once the new process
+    heartbeats (it does so only after init_host)."""
+    ssh(env, host, 'sudo -n systemctl restart nova-compute')
+    # the old process is gone now: a newer heartbeat is the new one's
+    wait_fresh_heartbeat(env, host, time.time())
+
+
+def sdk(env):
+    """An openstacksdk connection to the lab cloud of ``env``."""
+    from openstack import config as os_config
+    from openstack import connection
+    cloud = os_config.OpenStackConfig(
+        config_files=[env['OS_CLIENT_CONFIG_FILE']]).get_one(
+            cloud=env['OS_CLOUD'])
+    return connection.Connection(config=cloud)

@@ -41,6 +41,10 @@ IMAGES = [
     _image('c1a7e1e5-0000-4000-8000-000000000001', 'cirros'),
     _image('c1a7e1e5-0000-4000-8000-000000000009', 'rhel9',
            os_distro='rhel', os_version='9'),
+    # a guest OS that ignores ACPI (the lab driver reads lab_ignores_acpi);
+    # Nova's stop waits os_shutdown_timeout, then cuts the power
+    _image('c1a7e1e5-0000-4000-8000-0000000ac001', 'noacpi',
+           os_shutdown_timeout='5', lab_ignores_acpi='true'),
 ]
 
 BASE_PROPERTIES = (

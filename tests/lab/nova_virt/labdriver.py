@@ -17,7 +17,10 @@ cares:
   like ``_check_cpu_compatibility()``;
 * ``check_can_live_migrate_destination`` compares CPUs like ``_compare_cpu()``
   and fails with ``Unacceptable CPU info: CPU doesn't have compatibility.``;
-* live migration moves the guest with its CPU unchanged.
+* live migration moves the guest with its CPU unchanged;
+* Nova's own failures (labfailures.py): CPU traits for Placement,
+  trait-matched custom models, guests libvirt refuses to start, clean
+  shutdowns and power cuts, live migrations at the lab's bandwidth.
 
 Guests are persisted in the host's ``state.json`` (which the lab's fake
 ``virsh`` reads) and re-adopted when nova-compute restarts.
@@ -43,6 +46,7 @@ if LAB_DIR not in sys.path:
     sys.path.insert(0, LAB_DIR)
 
 from lablib import cpumap  # noqa: E402
+from nova.virt import labfailures  # noqa: E402
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -95,6 +99,8 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
         self.domains = {}
         self._lock = threading.RLock()
         self._aborts = set()
+        self._cpu_traits = None
+        self.ledger = labfailures.PowerLedger(self.state_dir)
         self.host_status_base.update({
             'hypervisor_type': 'QEMU',
             'hypervisor_version': 7002000,
@@ -161,7 +167,7 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
                                   mode=mode, match=None, topology=topology,
                                   features=[])
         if mode == 'custom':
-            model = cpumap.canonical_model(CONF.libvirt.cpu_models[0])
+            model = self._custom_model(instance)
             flags = []
             for flag in sorted({f.lower() for f in
                                 CONF.libvirt.cpu_model_extra_flags}):
@@ -247,6 +253,112 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
             raise exception.InvalidCPUInfo(
                 reason=m % {'ret': 0, 'u': COMPARE_URL})
 
+    # -- Nova's failures (see labfailures.py) --------------------------------
+
+    def _model_features(self, name):
+        try:
+            return cpumap.model(name)[1]
+        except cpumap.UnknownModel:
+            raise labfailures.unknown_model_error(name)
+
+    def _custom_model(self, instance):
+        """The configured model this guest gets (_get_cpu_model_mapping,
+        then _match_cpu_model_by_flags when its flavor requires CPU
+        traits)."""
+        models = []
+        for name in CONF.libvirt.cpu_models:
+            try:
+                models.append(cpumap.canonical_model(name))
+            except cpumap.UnknownModel:
+                raise labfailures.unknown_model_error(name)
+        return labfailures.custom_cpu_model(models, instance.flavor,
+                                            self._model_features)
+
+    def _start_guest(self, instance, state=power_state.RUNNING):
+        """A new domain from the current nova.conf (_get_guest_xml), then
+        started as libvirt starts it (or refuses to)."""
+        cpu = self._build_guest_cpu(instance)
+        if state == power_state.RUNNING:
+            labfailures.check_guest_can_start(cpu, self.cpu.compare)
+        self._set_domain(instance, state, cpu)
+
+    def _running(self, uuid):
+        dom = self.domains.get(uuid)
+        return bool(dom) and dom.get('state') in (power_state.RUNNING,
+                                                  power_state.PAUSED)
+
+    def _destroy_guest(self, instance):
+        """virDomainDestroy: a power cut for a running guest."""
+        if self._running(instance.uuid):
+            self.ledger.record(instance.uuid, 'power-cut')
+            LOG.info('Lab guest %s: power cut (domain destroyed)',
+                     instance.uuid)
+
+    def _hard_reboot(self, instance):
+        """_hard_reboot(): destroy and undefine the domain first, then a
+        new one from the current nova.conf.  power_on() is this too.  If
+        the new one cannot be built or started, the domain stays gone."""
+        self._destroy_guest(instance)
+        self._drop_domain(instance.uuid)
+        self._start_guest(instance)
+
+    def _clean_shutdown(self, instance, timeout):
+        """_clean_shutdown(): ACPI shutdown, then wait up to timeout s."""
+        for _sec in range(timeout):
+            dom = self.domains.get(instance.uuid) or {}
+            if (dom.get('state') == power_state.RUNNING and
+                    not self.ledger.ignores_acpi(instance)):
+                self.ledger.record(instance.uuid, 'clean-shutdown')
+                self._set_domain(instance, power_state.SHUTDOWN)
+                return True
+            time.sleep(1)
+        LOG.info('Instance failed to shutdown in %d seconds.', timeout,
+                 instance=instance)
+        return False
+
+    def _power_off_guest(self, instance, timeout, retry_interval):
+        """power_off(): a clean shutdown when timeout > 0 (stop honours
+        shutdown_timeout or the image's os_shutdown_timeout), then
+        _destroy(): a power cut for a guest still running."""
+        if not self._running(instance.uuid):
+            return
+        if timeout and self._clean_shutdown(instance, timeout):
+            return
+        self._destroy_guest(instance)
+        self._set_domain(instance, power_state.SHUTDOWN)
+
+    def _soft_reboot(self, instance):
+        """_soft_reboot(): ACPI shutdown and relaunch, CPU unchanged;
+        False after wait_soft_reboot_seconds if the guest did not go down
+        (the caller then hard reboots)."""
+        dom = self.domains.get(instance.uuid) or {}
+        if (dom.get('state') == power_state.RUNNING and
+                not self.ledger.ignores_acpi(instance)):
+            self.ledger.record(instance.uuid, 'clean-shutdown')
+            self._set_domain(instance, power_state.RUNNING)
+            return True
+        if dom:
+            time.sleep(CONF.libvirt.wait_soft_reboot_seconds)
+        return False
+
+    def _migration_of(self, migrate_data):
+        try:
+            if migrate_data.obj_attr_is_set('migration'):
+                return migrate_data.migration
+        except Exception:
+            pass
+        return None
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        super().update_provider_tree(provider_tree, nodename, allocations)
+        if self._cpu_traits is None:
+            # static_traits: computed once per nova-compute process
+            self._cpu_traits = labfailures.cpu_traits(
+                CONF, self.cpu.features, self._model_features,
+                hyperthreading=self.cpu.threads > 1)
+        labfailures.update_provider_traits(provider_tree, nodename,
+                                           self._cpu_traits)
+
     # -- driver interface -----------------------------------------------------
 
     def init_host(self, host):
@@ -274,35 +386,28 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
-        cpu = self._build_guest_cpu(instance)
-        self._set_domain(instance, power_state.RUNNING if power_on
-                         else power_state.SHUTDOWN, cpu)
+        self._start_guest(instance, power_state.RUNNING if power_on
+                          else power_state.SHUTDOWN)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
-        if instance.uuid not in self.domains:
-            raise exception.InstanceNotFound(instance_id=instance.uuid)
-        self._set_domain(instance, power_state.SHUTDOWN)
+        # libvirt: no domain is no error (the guest is down already)
+        self._power_off_guest(instance, timeout, retry_interval)
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
         # libvirt: power_on() is _hard_reboot(): new XML from current conf
-        if instance.uuid not in self.domains:
-            raise exception.InstanceNotFound(instance_id=instance.uuid)
-        cpu = self._build_guest_cpu(instance)
-        self._set_domain(instance, power_state.RUNNING, cpu)
+        self._hard_reboot(instance)
 
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
                accel_info=None, share_info=None):
-        if reboot_type.lower() == 'hard' or instance.uuid not in self.domains:
-            cpu = self._build_guest_cpu(instance)
-            self._set_domain(instance, power_state.RUNNING, cpu)
-        else:
-            # soft reboot: the guest OS restarts, its CPU stays
-            self._set_domain(instance, power_state.RUNNING)
+        if reboot_type.upper() == 'SOFT' and self._soft_reboot(instance):
+            return
+        self._hard_reboot(instance)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
+        self._destroy_guest(instance)
         self._drop_domain(instance.uuid)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
@@ -331,17 +436,16 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
     def migrate_disk_and_power_off(self, context, instance, dest, flavor,
                                    network_info, block_device_info=None,
                                    timeout=0, retry_interval=0):
-        if instance.uuid in self.domains:
-            self._set_domain(instance, power_state.SHUTDOWN)
+        # libvirt: power_off(instance, timeout, retry_interval) first
+        self._power_off_guest(instance, timeout, retry_interval)
         return ''
 
     def finish_migration(self, context, migration, instance, disk_info,
                          network_info, image_meta, resize_instance,
                          allocations, block_device_info=None, power_on=True,
                          share_info=None):
-        cpu = self._build_guest_cpu(instance)
-        self._set_domain(instance, power_state.RUNNING if power_on
-                         else power_state.SHUTDOWN, cpu)
+        self._start_guest(instance, power_state.RUNNING if power_on
+                          else power_state.SHUTDOWN)
 
     def confirm_migration(self, context, migration, instance, network_info):
         if migration.source_compute != migration.dest_compute:
@@ -381,22 +485,24 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
     def live_migration(self, context, instance, dest,
                        post_method, recover_method, block_migration=False,
                        migrate_data=None):
+        """The guest's memory crosses the lab's migration network at its
+        bandwidth; the migration record gets libvirt's memory stats every
+        live_migration_monitor_interval seconds, as
+        _live_migration_monitor() saves them (none at the end)."""
         uuid = instance.uuid
         self._aborts.discard(uuid)
         dom = dict(self.domains.get(uuid) or {})
         os.makedirs(os.path.join(self.state_dir, 'transfer'), exist_ok=True)
         _write_json(os.path.join(self.state_dir, 'transfer', uuid + '.json'),
                     dom)
-        memory_mb = instance.flavor.memory_mb or 512
-        duration = min(3.0, 1.0 + memory_mb / 1024.0)
-        migration = None
-        try:
-            if migrate_data.obj_attr_is_set('migration'):
-                migration = migrate_data.migration
-        except Exception:
-            migration = None
-        total = memory_mb * 1024 * 1024
-        start = time.monotonic()
+        migration = self._migration_of(migrate_data)
+        bandwidth = labfailures.migration_bandwidth(self.state_dir, CONF)
+        copy = labfailures.MemoryCopy(instance.flavor.memory_mb or 512,
+                                      bandwidth, time.monotonic())
+        interval = max(CONF.libvirt.live_migration_monitor_interval, 1)
+        LOG.info('Lab live migration of %s to %s: %d MiB at %.1f MiB/s',
+                 uuid, dest, instance.flavor.memory_mb, bandwidth)
+        next_save = 0.0
         while True:
             if uuid in self._aborts:
                 self._aborts.discard(uuid)
@@ -404,26 +510,20 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
                 recover_method(context, instance, dest, migrate_data,
                                migration_status='cancelled')
                 return
-            elapsed = time.monotonic() - start
-            hang = self._fault(dest, 'migration-hangs')
-            done = min(1.0, elapsed / duration)
-            if hang:
-                done = min(done, 0.9)
-            if migration is not None:
+            now = time.monotonic()
+            converging = not self._fault(dest, 'migration-hangs')
+            stats = copy.stats(now, converging)
+            if converging and not stats.memory_remaining:
+                break
+            if migration is not None and now >= next_save:
+                next_save = now + interval
                 try:
-                    migration.memory_total = total
-                    migration.memory_processed = int(total * done)
-                    migration.memory_remaining = total - int(total * done)
-                    migration.disk_total = 0
-                    migration.disk_processed = 0
-                    migration.disk_remaining = 0
-                    migration.save()
+                    labfailures.save_stats(instance, migration, stats)
                 except Exception:  # progress is best effort
                     LOG.debug('could not save migration progress',
                               exc_info=True)
-            if elapsed >= duration and not hang:
-                break
-            time.sleep(0.25)
+            time.sleep(0.5)
+        LOG.info('Migration operation has completed', instance=instance)
         post_method(context, instance, dest, block_migration, migrate_data)
 
     def live_migration_abort(self, instance):
