@@ -80,8 +80,8 @@ def settled(conn, sid, timeout=180):
 
 def create(conn, ids, name, flavor, *, host=None, image='cirros', count=1):
     """Boot ``count`` servers (not waiting); their ids."""
-    attrs = dict(name=name, flavor_id=flavor, image_id=IMAGES[image],
-                 networks='none')
+    attrs = {'name': name, 'flavor_id': flavor, 'image_id': IMAGES[image],
+                 'networks': 'none'}
     if host:
         attrs['availability_zone'] = 'nova:%s' % host
     if count > 1:

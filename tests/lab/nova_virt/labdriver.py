@@ -46,6 +46,7 @@ if LAB_DIR not in sys.path:
     sys.path.insert(0, LAB_DIR)
 
 from lablib import cpumap  # noqa: E402
+
 from nova.virt import labfailures  # noqa: E402
 
 CONF = nova.conf.CONF
@@ -259,7 +260,7 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
         try:
             return cpumap.model(name)[1]
         except cpumap.UnknownModel:
-            raise labfailures.unknown_model_error(name)
+            raise labfailures.unknown_model_error(name) from None
 
     def _custom_model(self, instance):
         """The configured model this guest gets (_get_cpu_model_mapping,
@@ -270,7 +271,7 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
             try:
                 models.append(cpumap.canonical_model(name))
             except cpumap.UnknownModel:
-                raise labfailures.unknown_model_error(name)
+                raise labfailures.unknown_model_error(name) from None
         return labfailures.custom_cpu_model(models, instance.flavor,
                                             self._model_features)
 

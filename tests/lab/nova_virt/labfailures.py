@@ -25,6 +25,7 @@ import os
 import time
 
 import os_traits
+
 from nova import exception
 from nova.virt.libvirt import migration as libvirt_migrate
 from nova.virt.libvirt import utils as libvirt_utils
@@ -146,8 +147,8 @@ def custom_cpu_model(models, flavor, model_features):
     for candidate in models:
         if flags.issubset(set(model_features(candidate))):
             return candidate
-    msg = ('No CPU model match traits, models: {models}, required '
-           'flags: {flags}'.format(models=models, flags=flags))
+    msg = (f'No CPU model match traits, models: {models}, required '
+           f'flags: {flags}')
     raise exception.InvalidCPUInfo(msg)
 
 
@@ -181,7 +182,7 @@ def check_guest_can_start(live_cpu, compare):
 
 # -- how guests go down ------------------------------------------------------
 
-class PowerLedger(object):
+class PowerLedger:
     """Each guest's power history, kept beside the libvirt domains."""
 
     def __init__(self, state_dir):
@@ -241,7 +242,7 @@ def migration_bandwidth(state_dir, conf):
     return max(bandwidth, 0.001)
 
 
-class JobStats(object):
+class JobStats:
     """The fields of libvirt's job info that save_stats() reads."""
 
     disk_total = disk_processed = disk_remaining = 0
@@ -252,7 +253,7 @@ class JobStats(object):
         self.memory_remaining = remaining
 
 
-class MemoryCopy(object):
+class MemoryCopy:
     """A live migration's memory copy: ``memory_mb`` over ``bandwidth``
     MiB/s.  A migration that does not converge keeps copying (processed
     grows past total) with a tenth of the memory always left."""
