@@ -59,6 +59,8 @@ def stop(ref, timeout=10.0):
     if not alive(p):
         return
     os.kill(p, signal.SIGTERM)
+    # as systemd does, so that a stopped (hung) process gets the SIGTERM
+    os.kill(p, signal.SIGCONT)
     deadline = time.monotonic() + timeout
     while alive(p) and time.monotonic() < deadline:
         time.sleep(0.1)
