@@ -111,22 +111,27 @@ def _family(name):
     return name
 
 
-def decode(cpu, feats):
+def decode(cpu, feats, host=False):
     """Name the CPU with feature set ``feats`` like libvirt's x86Decode,
     within the family of ``cpu['model']``: the richest model of the family
-    whose features the CPU has; else the old model with disabled features.
-    Returns a cpu dict like :func:`read_cpu`."""
+    whose features the CPU has; else the old model with disabled features
+    (a host CPU never has disabled features: the richest fitting model of
+    the vendor then).  Returns a cpu dict like :func:`read_cpu`."""
     family = _family(cpu['model'])
     vendor, _f = cpumap.model(cpu['model'])
-    best = None
-    for name in cpumap.model_names():
-        mvendor, mfeats = cpumap.model(name)
-        if _family(name) != family or mvendor != vendor or not \
-                mfeats <= feats:
-            continue
-        if best is None or len(mfeats) > len(cpumap.model(best)[1]):
-            best = name
-    name = best or cpu['model']
+
+    def richest(same_family):
+        best = None
+        for name in cpumap.model_names():
+            mvendor, mfeats = cpumap.model(name)
+            if mvendor != vendor or not mfeats <= feats or (
+                    same_family and _family(name) != family):
+                continue
+            if best is None or len(mfeats) > len(cpumap.model(best)[1]):
+                best = name
+        return best
+
+    name = richest(True) or (host and richest(False)) or cpu['model']
     _v, mfeats = cpumap.model(name)
     order = [n for n, _p in cpu['features']]
     extra = [n for n in order if n in feats and n not in mfeats]
@@ -142,7 +147,7 @@ def _ordered(names):
     return sorted(names, key=lambda n: (order.get(n, len(order)), n))
 
 
-def apply_drift(cpu, drift):
+def apply_drift(cpu, drift, host=False):
     if not drift:
         return cpu
     drop, add = DRIFTS[drift] if drift in DRIFTS else parse_drift(drift)
@@ -152,7 +157,7 @@ def apply_drift(cpu, drift):
         f for f in add if not known or f in known)
     if changed == feats:
         return cpu
-    return decode(cpu, changed)
+    return decode(cpu, changed, host)
 
 
 def parse_drift(text):
@@ -179,7 +184,8 @@ class RealHostCPU(cpumap.HostCPU):
         self.data = data
         self.drift = drift or None
         hm = apply_drift(data['host_model'], drift)
-        raw = apply_drift(data.get('host') or data['host_model'], drift)
+        raw = apply_drift(data.get('host') or data['host_model'], drift,
+                          host=True)
         self.model = cpumap.canonical_model(hm['model'])
         mvendor, _mf = cpumap.model(self.model)
         self.vendor = hm.get('vendor') or mvendor
