@@ -51,7 +51,7 @@ def host_model(env, host):
 def compare(env, host, xml, *options):
     """virsh hypervisor-cpu-compare of ``xml`` on ``host``."""
     blob = base64.b64encode(xml.encode()).decode()
-    path = '/tmp/cpumigrate-lab-cpu.xml'
+    path = '/tmp/cpumigrate-lab-cpu-%d.xml' % os.getpid()   # /tmp is shared
     return ssh(env, host, 'echo %s | base64 -d > %s && sudo -n virsh '
                'hypervisor-cpu-compare %s %s' % (blob, path, ' '.join(
                    options), path), ok=False), path
