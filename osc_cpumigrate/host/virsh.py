@@ -122,17 +122,27 @@ def parse_version(text: str) -> tuple[str | None, str | None]:
 _INCOMPATIBLE = 'is incompatible with the CPU provided by hypervisor'
 _IDENTICAL = 'is identical to the CPU provided by hypervisor'
 _SUPERSET = 'is a superset of CPU described in'
+# with --error libvirt names why (src/cpu/cpu_x86.c x86Compute), e.g.
+# "the CPU is incompatible with host CPU: Host CPU does not provide
+# required features: hle, rtm"
+_INCOMPATIBLE_ERROR = 'the CPU is incompatible with host CPU'
 
 
 def parse_compare(exit_code: int, stdout: str, stderr: str) -> CompareResult:
     """Interpret ``virsh hypervisor-cpu-compare`` (run with ``LC_ALL=C``).
 
     virsh prints the verdict on stdout; "incompatible" exits 1 like real
-    errors do, so the text decides.  Anything else is a HostError.
+    errors do, so the text decides.  With ``--error`` the verdict is
+    libvirt's error naming the missing features (kept as the message).
+    Anything else is a HostError.
     """
     out = (stdout or '').strip()
     if _INCOMPATIBLE in out:
         return CompareResult(False, 'incompatible', out)
+    for line in (stderr or '').splitlines():
+        if _INCOMPATIBLE_ERROR in line:
+            reason = line[line.index(_INCOMPATIBLE_ERROR):].strip()
+            return CompareResult(False, 'incompatible', reason)
     if exit_code == 0 and _IDENTICAL in out:
         return CompareResult(True, 'identical', out)
     if exit_code == 0 and _SUPERSET in out:

@@ -72,6 +72,18 @@ def known_features():
     return frozenset(f.get('name') for f in root.findall('feature'))
 
 
+@functools.cache
+def feature_order():
+    """{feature: position} in x86_features.xml: libvirt lists features in
+    this order (x86FeatureNames), e.g. in compare errors."""
+    path = os.path.join(CPU_MAP_DIR, 'x86_features.xml')
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    return {f.get('name'): i for i, f in enumerate(root.findall('feature'))}
+
+
 def model_names():
     return sorted(_models())
 

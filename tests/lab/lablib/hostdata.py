@@ -2,8 +2,9 @@
 
 The host's bin directory (bind-mounted onto /usr/local/sbin in its mount
 namespace) holds ``lab-host.json``; it names the host's lab directory, which
-holds ``host.json`` (name, CPU model, address) and ``state.json`` (the
-guests, written by the lab driver in nova-compute).
+holds ``host.json`` (name, CPU, libvirt/QEMU versions, address),
+``state.json`` (the guests, written by the lab driver in nova-compute) and,
+when `labctl drift` switched one on, ``drift.json``.
 """
 import json
 import os
@@ -36,3 +37,22 @@ def host(ref):
 
 def state(ref):
     return _read(os.path.join(ref['host_dir'], 'state.json'), {}) or {}
+
+
+def drift(ref):
+    """The host-model drift switched on for this host (labctl drift)."""
+    return (_read(os.path.join(ref['host_dir'], 'drift.json'), {}) or
+            {}).get('drift')
+
+
+def host_cpu(ref, host_def=None):
+    """The host's CPU as libvirt sees it now (drift included)."""
+    from lablib import realcpu
+    return realcpu.host_cpu(host_def or host(ref), drift(ref))
+
+
+def versions(host_def):
+    """(libvirt, QEMU) versions of the host."""
+    from lablib import realcpu
+    return (host_def.get('libvirt') or realcpu.DEFAULT_LIBVIRT,
+            host_def.get('qemu') or realcpu.DEFAULT_QEMU)

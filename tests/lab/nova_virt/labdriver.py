@@ -46,6 +46,8 @@ if LAB_DIR not in sys.path:
     sys.path.insert(0, LAB_DIR)
 
 from lablib import cpumap  # noqa: E402
+from lablib import hostdata  # noqa: E402
+from lablib import realcpu  # noqa: E402
 
 from nova.virt import labfailures  # noqa: E402
 
@@ -80,6 +82,11 @@ def _read_json(path, default=None):
         return default
 
 
+def _version_int(text):
+    parts = ([int(p) for p in text.split('.')] + [0, 0])[:3]
+    return parts[0] * 1000000 + parts[1] * 1000 + parts[2]
+
+
 class LabDriver(fake.FakeDriverWithoutFakeNodes):
     """A fake libvirt/KVM hypervisor with a CPU."""
 
@@ -95,8 +102,10 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
         self.host_dir = os.environ['LAB_HOST_DIR']
         self.state_dir = os.environ['LAB_STATE_DIR']
         self.host_def = _read_json(os.path.join(self.host_dir, 'host.json'))
-        self.cpu = cpumap.HostCPU(self.host_def['model'],
-                                  self.host_def.get('extras'))
+        # Nova caches the host's capabilities at start: cpu_info stays what
+        # it was then, even when a microcode update changes the CPU.
+        self.cpu = self._hv_cpu()
+        _libvirt, self.qemu_version = hostdata.versions(self.host_def)
         self.domains = {}
         self._lock = threading.RLock()
         self._aborts = set()
@@ -104,7 +113,7 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
         self.ledger = labfailures.PowerLedger(self.state_dir)
         self.host_status_base.update({
             'hypervisor_type': 'QEMU',
-            'hypervisor_version': 7002000,
+            'hypervisor_version': _version_int(self.qemu_version),
             'supported_instances': [
                 (obj_fields.Architecture.X86_64, obj_fields.HVType.KVM,
                  obj_fields.VMMode.HVM),
@@ -155,6 +164,11 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
 
     # -- the guest CPU, like LibvirtDriver._get_guest_cpu_model_config ------
 
+    def _hv_cpu(self):
+        """The CPU libvirt offers guests now (host-model, drift included):
+        what new guests get and what CPUs are compared with."""
+        return hostdata.host_cpu({'host_dir': self.host_dir}, self.host_def)
+
     def _cpu_mode(self):
         # virt_type=kvm on x86_64: no cpu_mode means host-model
         return CONF.libvirt.cpu_mode or 'host-model'
@@ -180,18 +194,13 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
             vm.match = 'exact'
             vm.features = [objects.VirtCPUFeature(name=n, policy=p)
                            for n, p in flags]
-            live = {'mode': 'custom', 'model': model, 'vendor': None,
-                    'features': [[n, p] for n, p in flags]}
-        elif mode == 'host-passthrough':
-            live = {'mode': 'host-passthrough', 'model': self.cpu.model,
-                    'vendor': self.cpu.vendor,
-                    'features': [[f, 'require'] for f in self.cpu.extras]}
+            live = realcpu.live_guest_cpu(self._hv_cpu(), 'custom', model,
+                                          flags)
         else:
-            # host-model: libvirt expands it at start to the host's model
-            # plus the host's extra features (what `virsh dumpxml` shows).
-            live = {'mode': 'host-model', 'model': self.cpu.model,
-                    'vendor': self.cpu.vendor,
-                    'features': [[f, 'require'] for f in self.cpu.extras]}
+            # host-model: libvirt expands it at start to the host-model
+            # (model, features) as it is now (what `virsh dumpxml` shows).
+            live = realcpu.live_guest_cpu(self._hv_cpu(), mode)
+        live['machine'] = realcpu.canonical_machine('q35', self.qemu_version)
         live['built_on'] = self._host
         live['built_at'] = time.time()
         instance.vcpu_model = vm
@@ -222,7 +231,7 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
             feats = [(f.lstrip('+-'),
                       'disable' if f.startswith('-') else 'require')
                      for f in flags]
-            result, missing = self.cpu.compare(name, None, feats)
+            result, missing = self._hv_cpu().compare(name, None, feats)
             if result == 'incompatible':
                 inner = exception.InvalidCPUInfo(
                     reason="CPU doesn't have compatibility.\n\n0\n\n"
@@ -240,15 +249,18 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
         """Like LibvirtDriver._compare_cpu(), against this host."""
         if guest_cpu is None:
             info = json.loads(host_cpu_str)
-            result, missing = self.cpu.compare(
-                info.get('model'), info.get('vendor'),
-                [(f, 'require') for f in info.get('features', [])])
+            model, vendor = info.get('model'), info.get('vendor')
+            feats = [(f, 'require') for f in info.get('features', [])]
         else:
-            result, missing = self.cpu.compare(
-                guest_cpu.model, guest_cpu.vendor,
-                [(f.name, f.policy) for f in (guest_cpu.features or [])])
-        LOG.info('Lab CPU compare on %s: %s (missing: %s)', self._host,
-                 result, ', '.join(missing[:20]))
+            model, vendor = guest_cpu.model, guest_cpu.vendor
+            feats = [(f.name, f.policy) for f in (guest_cpu.features or [])]
+        try:
+            result, message = realcpu.compare(self._hv_cpu(), model, vendor,
+                                              feats)
+        except cpumap.UnknownModel:
+            result, message = 'incompatible', 'Unknown CPU model %s' % model
+        LOG.info('Lab CPU compare on %s: %s %s', self._host, result,
+                 message)
         if result == 'incompatible':
             m = "CPU doesn't have compatibility.\n\n%(ret)s\n\nRefer to %(u)s"
             raise exception.InvalidCPUInfo(

@@ -12,11 +12,26 @@ TOOL = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'tools',
                     'bench-transition-cpu')
 
 
-def test_bench_skylake_rome():
-    out = subprocess.run(
-        [sys.executable, TOOL, '--cpu-map', DATA], check=True,
+def _bench(*args):
+    return subprocess.run(
+        [sys.executable, TOOL, '--cpu-map', DATA, *args], check=True,
         capture_output=True, text=True).stdout
+
+
+def test_bench_skylake_rome():
+    out = _bench('--source', 'Skylake-Server-IBRS', '--destination',
+                 'EPYC-Rome')
     assert 'common features: 57' in out
     assert 'kvm64: keeps 26 of 57 (46%), x86-64-v1' in out
     assert 'auto: Westmere + 25 flags: keeps 57 of 57 (100%), x86-64-v3' \
         in out
+
+
+def test_bench_lab_pair_xeon_gold_6148_epyc_7502():
+    """The default: the lab's real CPUs, host-models as libvirt recorded."""
+    out = _bench()
+    assert 'hosts: Skylake-Client (Intel) -> EPYC-Rome (AMD)' in out
+    assert 'common features: 61' in out
+    assert 'kvm64: keeps 26 of 61 (43%), x86-64-v1' in out
+    assert 'auto: SandyBridge + 23 flags: keeps 61 of 61 (100%), ' \
+        'x86-64-v3' in out

@@ -1,6 +1,7 @@
 """Parsing of recorded virsh output."""
 
 import base64
+import os
 
 import pytest
 
@@ -169,3 +170,57 @@ def test_cpu_map_bundle():
         'x86_kvm64.xml': '<cpus>\n<model name="kvm64"/></cpus>\n',
         'empty.xml': '',
     }
+
+
+# -- realistic output: an EPYC 7502 host (tests/lab/cputestdata) as the lab
+# answers, in libvirt 9.0's formats (tests/unit/host/data/epyc-7502-*) ------
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
+
+
+def _data(name):
+    with open(os.path.join(DATA, name)) as f:
+        return f.read()
+
+
+def test_realistic_capabilities_are_the_raw_host_cpu():
+    caps = virsh.parse_capabilities(_data('epyc-7502-capabilities.xml'))
+    assert (caps['vendor'], caps['model']) == ('AMD', 'EPYC-Rome')
+    assert {'svm-lock', 'ibs', 'topoext', 'invtsc'} <= caps['features']
+    assert 'hypervisor' not in caps['features']
+
+
+def test_realistic_domcapabilities_are_the_host_model():
+    dom = virsh.parse_domcapabilities(_data('epyc-7502-domcapabilities.xml'))
+    assert dom['host_model'] == 'EPYC-Rome'
+    assert dom['host_model_features'] == {
+        'x2apic', 'tsc-deadline', 'hypervisor', 'tsc_adjust', 'spec-ctrl',
+        'stibp', 'arch-capabilities', 'ssbd', 'xsaves', 'cmp_legacy',
+        'amd-ssbd', 'virt-ssbd', 'rdctl-no', 'skip-l1dfl-vmentry', 'mds-no',
+        'pschange-mc-no'}
+    assert dom['host_model_disabled'] == frozenset()
+    assert {'EPYC-Rome', 'Westmere', 'kvm64'} <= dom['usable_models']
+    assert 'Skylake-Client' not in dom['usable_models']
+
+
+def test_realistic_running_guest():
+    cpu = virsh.parse_guest_cpu(_data('epyc-7502-dumpxml-running.xml'))
+    assert (cpu.mode, cpu.model, cpu.vendor) == ('custom', 'EPYC-Rome', 'AMD')
+    assert ('require', 'hypervisor') in cpu.features
+    assert 'x2apic' in cpu.required_features()
+
+
+def test_compare_with_error_names_the_missing_features():
+    err = ('error: Failed to compare hypervisor CPU with /dev/stdin\n'
+           'error: the CPU is incompatible with host CPU: Host CPU does not '
+           'provide required features: hle, rtm\n')
+    result = virsh.parse_compare(1, '', err)
+    assert (result.compatible, result.result) == (False, 'incompatible')
+    assert result.message == ('the CPU is incompatible with host CPU: Host '
+                              'CPU does not provide required features: hle, '
+                              'rtm')
+    result = virsh.parse_compare(1, '', 'error: Failed to compare hypervisor '
+                                 'CPU with /dev/stdin\nerror: the CPU is '
+                                 'incompatible with host CPU: host CPU vendor '
+                                 'does not match required CPU vendor Intel')
+    assert 'vendor Intel' in result.message
