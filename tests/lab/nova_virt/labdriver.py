@@ -292,7 +292,7 @@ class LabDriver(fake.FakeDriverWithoutFakeNodes):
         started as libvirt starts it (or refuses to)."""
         cpu = self._build_guest_cpu(instance)
         if state == power_state.RUNNING:
-            labfailures.check_guest_can_start(cpu, self.cpu.compare)
+            labfailures.check_guest_can_start(cpu, self._hv_cpu().compare)
         self._set_domain(instance, state, cpu)
 
     def _running(self, uuid):
