@@ -2,7 +2,9 @@
 
 Workflow code raises :class:`WorkflowError` (or lets SDK and host errors
 through); the commands wrap ``take_action`` with :func:`translate_errors`, so
-every failure reaches the operator as one line and exit code 1.
+every failure reaches the operator as one line and exit code 1.  The
+original exception stays chained (``from exc``), so ``openstack --debug``
+prints its traceback too.
 """
 
 from __future__ import annotations
@@ -59,24 +61,24 @@ def translate_errors(func: F) -> F:
             # The rows are the operator's record of what happened: print
             # them before failing, as OSC commands that collect failures do.
             self.produce_output(parsed_args, exc.columns, exc.rows)
-            raise osc_exc.CommandError(str(exc)) from None
+            raise osc_exc.CommandError(str(exc)) from exc
         except WorkflowError as exc:
-            raise osc_exc.CommandError(str(exc)) from None
+            raise osc_exc.CommandError(str(exc)) from exc
         except sdk_exc.HttpException as exc:
-            raise osc_exc.CommandError(http_message(exc)) from None
+            raise osc_exc.CommandError(http_message(exc)) from exc
         except sdk_exc.ResourceTimeout as exc:
-            raise osc_exc.CommandError(str(exc)) from None
+            raise osc_exc.CommandError(str(exc)) from exc
         except sdk_exc.SDKException as exc:
-            raise osc_exc.CommandError(str(exc).splitlines()[0]) from None
+            raise osc_exc.CommandError(str(exc).splitlines()[0]) from exc
         except ks_exc.ClientException as exc:
             # connection failures and the like, outside any retry
             raise osc_exc.CommandError('cloud API: %s' % (
-                str(exc).splitlines()[0] if str(exc) else exc)) from None
+                str(exc).splitlines()[0] if str(exc) else exc)) from exc
         except Exception as exc:
             from osc_cpumigrate.host.api import HostError  # lazy: start-up
 
             if not isinstance(exc, HostError):
                 raise
-            raise osc_exc.CommandError(str(exc)) from None
+            raise osc_exc.CommandError(str(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
