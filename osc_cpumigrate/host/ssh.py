@@ -288,15 +288,15 @@ def _certificate(conn) -> None:
     import paramiko
 
     for cert_path in certs:
-        try:
-            blob = paramiko.PublicBlob.from_file(os.path.expanduser(cert_path))
-        except (OSError, ValueError) as exc:
-            LOG.warning('ignoring CertificateFile %s: %s', cert_path, exc)
+        cert_path = os.path.expanduser(cert_path)
+        if not os.path.isfile(cert_path):
+            LOG.warning('ignoring CertificateFile %s: no such file', cert_path)
             continue
         for key_path in keys:
             try:
                 key = paramiko.PKey.from_path(key_path)
-                key.load_certificate(blob)
+                # refuses a certificate of another public key
+                key.load_certificate(cert_path)
             except (OSError, ValueError, paramiko.SSHException) as exc:
                 LOG.debug('CertificateFile %s does not go with %s: %s',
                           cert_path, key_path, exc)
