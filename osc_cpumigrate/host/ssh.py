@@ -20,7 +20,6 @@ Long sessions (a migration can run for an hour) send SSH keepalives:
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -45,7 +44,8 @@ def ssh_name(nova_host: str, options: HostOptions) -> str:
     try:
         return options.ssh_host_format.format(host=nova_host)
     except (KeyError, IndexError, ValueError) as exc:
-        raise HostError('invalid --ssh-host-format %r: use {host} for the Nova host name (%s)'
+        raise HostError('invalid --ssh-host-format %r: use {host} for the '
+                        'Nova host name (%s)'
                         % (options.ssh_host_format, exc)) from None
 
 
@@ -68,8 +68,10 @@ def load_ssh_config(options: HostOptions):
     try:
         with open(full, encoding='utf-8') as handle:
             config.parse(handle)
-    except (OSError, ValueError, paramiko.ssh_exception.ConfigParseError) as exc:
-        raise HostError('cannot read SSH config %s: %s' % (path, exc)) from None
+    except (OSError, ValueError,
+            paramiko.ssh_exception.ConfigParseError) as exc:
+        raise HostError('cannot read SSH config %s: %s'
+                        % (path, exc)) from None
     return config
 
 
@@ -90,8 +92,9 @@ def known_hosts_files(host_config: dict, options: HostOptions) -> list[str]:
 
 
 def _key_error(name: str, addr: str, port: int) -> str:
-    return ('SSH host key of %s (%s) is not known: verify it and add it to ~/.ssh/known_hosts '
-            '(e.g. ssh-keyscan -p %d %s >> ~/.ssh/known_hosts), or use --insecure-ssh'
+    return ('SSH host key of %s (%s) is not known: verify it and add it '
+            'to ~/.ssh/known_hosts (e.g. ssh-keyscan -p %d %s >> '
+            '~/.ssh/known_hosts), or use --insecure-ssh'
             % (name, addr, port, shlex.quote(addr)))
 
 
@@ -135,8 +138,9 @@ class _Judge:
             how = knownhosts.verify(self.entries, self.name, self.host, key)
         except knownhosts.Refused as exc:
             if exc.kind == 'unknown' and self.options.insecure_ssh:
-                LOG.warning('--insecure-ssh: accepting unverified SSH host key of %s (%s %s)',
-                            self.name, key.get_name(), key.fingerprint)
+                LOG.warning('--insecure-ssh: accepting unverified SSH '
+                            'host key of %s (%s %s)', self.name,
+                            key.get_name(), key.fingerprint)
                 return True
             self.refusal = exc
             return False
@@ -183,30 +187,34 @@ def _keepalive(connection) -> None:
             interval = 0
         transport = hop.client.get_transport()
         if transport is not None:
-            transport.set_keepalive(interval if interval > 0 else DEFAULT_KEEPALIVE)
+            transport.set_keepalive(
+                interval if interval > 0 else DEFAULT_KEEPALIVE)
         hop = hop.gateway
 
 
 def _refused(judge: _Judge, nova_host: str) -> HostError:
     """The one-line error for a host key that was not trusted."""
     exc = judge.refusal
-    who = nova_host if judge.hop is None else 'jump host %s of %s' % (judge.hop, nova_host)
+    who = (nova_host if judge.hop is None
+           else 'jump host %s of %s' % (judge.hop, nova_host))
     addr, port = split_key_name(judge.name)
     key = judge.key
-    seen = '%s %s' % (key.get_name(), key.fingerprint) if key is not None else '?'
+    seen = ('%s %s' % (key.get_name(), key.fingerprint)
+            if key is not None else '?')
     if exc is None or exc.kind == 'unknown':
         return HostError(_key_error(who, addr, port))
     if exc.kind == 'changed':
         return HostError(
-            'SSH host key of %s (%s) has CHANGED since it was stored in known_hosts: this might '
-            'be an attack (or the host was reinstalled); verify the new key (%s) and replace '
-            'the old entry (ssh-keygen -R %s) before going on'
+            'SSH host key of %s (%s) has CHANGED since it was stored in '
+            'known_hosts: this might be an attack (or the host was '
+            'reinstalled); verify the new key (%s) and replace the old '
+            'entry (ssh-keygen -R %s) before going on'
             % (who, judge.name, seen, shlex.quote(judge.name)))
     if exc.kind == 'revoked':
-        return HostError('SSH host key of %s (%s) is REVOKED: %s; refusing to connect'
-                         % (who, judge.name, exc))
-    return HostError('SSH host certificate of %s (%s) is not accepted: %s (key %s)'
-                     % (who, judge.name, exc, seen))
+        return HostError('SSH host key of %s (%s) is REVOKED: %s; refusing '
+                         'to connect' % (who, judge.name, exc))
+    return HostError('SSH host certificate of %s (%s) is not accepted: %s '
+                     '(key %s)' % (who, judge.name, exc, seen))
 
 
 def connect(nova_host: str, options: HostOptions):
@@ -228,18 +236,21 @@ def connect(nova_host: str, options: HostOptions):
     timeout = max(1, math.ceil(options.connect_timeout))
     config = fabric.Config(
         ssh_config=ssh_config,
-        lazy=True,   # no /etc/fabric.yml & co: behaviour must not depend on them
+        lazy=True,   # no /etc/fabric.yml & co: behaviour must not vary
         overrides={
-            'run': {'hide': True, 'warn': True, 'in_stream': False, 'pty': False,
-                    'encoding': 'utf-8'},
+            'run': {'hide': True, 'warn': True, 'in_stream': False,
+                    'pty': False, 'encoding': 'utf-8'},
             'timeouts': {'connect': timeout},
-            'connect_kwargs': {'banner_timeout': timeout, 'auth_timeout': timeout,
+            'connect_kwargs': {'banner_timeout': timeout,
+                               'auth_timeout': timeout,
                                'channel_timeout': timeout},
         })
     if options.insecure_ssh:
-        LOG.warning('--insecure-ssh: SSH host keys are not verified for %s', nova_host)
+        LOG.warning('--insecure-ssh: SSH host keys are not verified for %s',
+                    nova_host)
     try:
-        conn = fabric.Connection(target, user=options.ssh_user or None, config=config)
+        conn = fabric.Connection(target, user=options.ssh_user or None,
+                                 config=config)
     except ValueError as exc:
         raise HostError('invalid SSH destination %r for host %s: %s'
                         % (target, nova_host, exc)) from exc
@@ -257,8 +268,9 @@ def connect(nova_host: str, options: HostOptions):
         raise _refused(judge, nova_host) from exc
     except paramiko.AuthenticationException as exc:
         conn.close()
-        raise HostError('SSH login to %s (%s) as %s failed: %s (check --ssh-user, IdentityFile, '
-                        'your SSH agent)' % (nova_host, addr, conn.user, exc)) from exc
+        raise HostError('SSH login to %s (%s) as %s failed: %s (check '
+                        '--ssh-user, IdentityFile, your SSH agent)'
+                        % (nova_host, addr, conn.user, exc)) from exc
     except (socket.timeout, TimeoutError) as exc:
         conn.close()
         raise HostError('cannot reach %s (%s): timed out after %d s'
@@ -268,8 +280,8 @@ def connect(nova_host: str, options: HostOptions):
         judge = next((j for j in judges if j.refusal is not None), None)
         if judge is not None:   # a hop refused: the gateway's open failed
             raise _refused(judge, nova_host) from exc
-        raise HostError('cannot connect to %s (%s): %s'
-                        % (nova_host, addr, exc or type(exc).__name__)) from exc
+        raise HostError('cannot connect to %s (%s): %s' % (
+            nova_host, addr, exc or type(exc).__name__)) from exc
     _keepalive(conn)
     return conn
 
@@ -306,7 +318,8 @@ def _certificate(conn) -> None:
 
 
 def split_key_name(hostname: str) -> tuple[str, int]:
-    """paramiko's known_hosts name (``[addr]:port`` unless port 22) -> (addr, port)."""
+    """paramiko's known_hosts name (``[addr]:port`` unless port 22) ->
+    (addr, port)."""
     if hostname.startswith('[') and ']:' in hostname:
         addr, _, port = hostname[1:].partition(']:')
         try:
