@@ -33,6 +33,8 @@ USED = ('hostname', 'user', 'port', 'identityfile', 'certificatefile',
         'proxyjump', 'proxycommand', 'userknownhostsfile',
         'globalknownhostsfile', 'hostkeyalias', 'serveraliveinterval',
         'connecttimeout', 'forwardagent', 'identitiesonly')
+#: "none" means "no file" here, not "unset" (ProxyJump none, ...).
+KEEP_NONE = ('userknownhostsfile', 'globalknownhostsfile')
 
 
 def openssh_client() -> str | None:
@@ -55,7 +57,7 @@ def parse_ssh_g(text: str) -> dict[str, Any]:
             if key == 'identityfile' and not os.path.exists(path):
                 continue          # OpenSSH skips missing default keys too
             config.setdefault(key, []).append(path)
-        elif value.lower() != 'none':
+        elif value.lower() != 'none' or key in KEEP_NONE:
             config.setdefault(key, value)
     return config
 
