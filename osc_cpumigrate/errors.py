@@ -8,7 +8,9 @@ pass through; the commands wrap ``take_action`` with
 and exit code 1.  The exceptions live here, not beside the code that raises
 them, so that any layer can catch them without importing another layer (and
 so the command modules, which import this at every ``openstack`` start, never
-pull in fabric or the host layer to catch a ``HostError``).
+pull in fabric or the host layer to catch a ``HostError``).  The original
+exception stays chained (``from exc``), so ``openstack --debug`` prints its
+traceback too.
 """
 
 from __future__ import annotations
@@ -80,18 +82,18 @@ def translate_errors(func: F) -> F:
             # The command maps them to columns as for a success.
             self.produce_output(parsed_args,
                                 *self.present(parsed_args, exc.results))
-            raise osc_exc.CommandError(str(exc)) from None
+            raise osc_exc.CommandError(str(exc)) from exc
         except (WorkflowError, HostError) as exc:
-            raise osc_exc.CommandError(str(exc)) from None
+            raise osc_exc.CommandError(str(exc)) from exc
         except sdk_exc.HttpException as exc:
-            raise osc_exc.CommandError(http_message(exc)) from None
+            raise osc_exc.CommandError(http_message(exc)) from exc
         except sdk_exc.ResourceTimeout as exc:
-            raise osc_exc.CommandError(str(exc)) from None
+            raise osc_exc.CommandError(str(exc)) from exc
         except sdk_exc.SDKException as exc:
-            raise osc_exc.CommandError(str(exc).splitlines()[0]) from None
+            raise osc_exc.CommandError(str(exc).splitlines()[0]) from exc
         except ks_exc.ClientException as exc:
             # connection failures and the like, outside any retry
             raise osc_exc.CommandError('cloud API: %s' % (
-                str(exc).splitlines()[0] if str(exc) else exc)) from None
+                str(exc).splitlines()[0] if str(exc) else exc)) from exc
 
     return wrapper  # type: ignore[return-value]

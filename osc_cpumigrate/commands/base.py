@@ -2,44 +2,55 @@
 
 CLI only: parse, build the context, call the workflow, return cliff rows.
 ``openstack`` imports every command module at start (even for ``openstack
---help``), so the command modules import only this module, ``choices`` and
-``errors``; the workflow, cloud and host layers are imported when a verb
-runs.
+--help``), so the command modules import only this module, ``choices``,
+``errors``, ``settings`` and ``logs``; the workflow, cloud and host layers
+are imported when a verb runs.  Where each SSH and deployment setting comes
+from is :mod:`settings`' business; how progress reaches the operator is
+:mod:`logs`'.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+import re
 from typing import Any
 from typing import TextIO
 
-from osc_lib import utils
-
-from osc_cpumigrate.choices import PROFILES
 from osc_cpumigrate.choices import RESTART_METHODS
+from osc_cpumigrate.commands import logs
+from osc_cpumigrate.commands import settings
 from osc_cpumigrate.errors import WorkflowError
 
 
-def env_flag(name: str) -> bool:
-    value = (utils.env(name) or '').strip().lower()
-    return value in ('1', 'true', 'yes', 'on')
+def keep_paragraphs(parser: argparse.ArgumentParser) -> None:
+    """Show the epilog as written: paragraphs, and examples indented by
+    four spaces, as in the reStructuredText that the docs render from it
+    (argparse would reflow it all into one paragraph)."""
+    formatter = parser.formatter_class
 
+    class ParagraphFormatter(formatter):  # type: ignore[valid-type,misc]
+        def _fill_text(self, text: str, width: int, indent: str) -> str:
+            blocks = re.split(r'\n\s*\n', text.strip('\n'))
+            out = []
+            for block in blocks:
+                lines = block.splitlines()
+                if all(line.startswith('    ') for line in lines):
+                    out.append('\n'.join(indent + line for line in lines))
+                else:
+                    out.append(super()._fill_text(block, width, indent))
+            return '\n\n'.join(out)
 
-def env_float(name: str, default: float) -> float:
-    value = utils.env(name)
-    try:
-        return float(value) if value else default
-    except ValueError:
-        return default
+    parser.formatter_class = ParagraphFormatter
 
 
 def add_dry_run(parser: argparse.ArgumentParser,
                 read_only: bool = False) -> None:
+    """--dry-run; a read-only verb accepts it (so a pipeline can pass it to
+    every verb) but does not show it in its help."""
     parser.add_argument(
         '--dry-run', action='store_true',
-        help='Accepted for uniform pipelines: this command is read-only'
-        if read_only else
+        help=argparse.SUPPRESS if read_only else
         'Show what would be done (rows, and the nova.conf diff on stderr) '
         'and change nothing')
 
@@ -66,13 +77,29 @@ def add_method(parser: argparse.ArgumentParser) -> None:
              'stop-start (as the manual runbook does)')
 
 
-def add_cpu_arguments(parser: argparse.ArgumentParser) -> None:
-    """The transition CPU: auto, or a named model and extra flags."""
+def add_destinations(parser: argparse.ArgumentParser, *, required: bool,
+                     help_: str) -> None:
     parser.add_argument(
-        '--destination', metavar='<host>', action='append', default=[],
-        dest='destinations',
-        help='Destination host the servers will move to (repeat for more); '
-             '--cpu-model auto chooses a CPU that they all accept')
+        '--destination', metavar='<host>', action='append',
+        dest='destinations', required=required,
+        default=None if required else [], help=help_)
+
+
+def add_cpu_arguments(parser: argparse.ArgumentParser, *,
+                      destinations_required: bool) -> None:
+    """The transition CPU: auto, or a named model and extra flags.
+
+    ``auto`` compares the source with its destinations, so it needs them:
+    where the verb always needs destinations they are ``required``;
+    elsewhere (prepare) a missing ``--destination`` with ``--cpu-model
+    auto`` is still a usage error (exit 2), see
+    :func:`require_destinations_for_auto`.
+    """
+    add_destinations(
+        parser, required=destinations_required,
+        help_='Destination host the servers will move to (repeat for '
+              'more)' + ('' if destinations_required else
+                         '; required with --cpu-model auto (the default)'))
     parser.add_argument(
         '--cpu-model', metavar='<model>', default='auto',
         help='Transition CPU model, or auto (default): the richest model '
@@ -83,6 +110,8 @@ def add_cpu_arguments(parser: argparse.ArgumentParser) -> None:
         dest='cpu_flags',
         help='Extra CPU flag for cpu_model_extra_flags with an explicit '
              '--cpu-model (repeat for more; +flag or -flag)')
+    if not destinations_required:
+        require_destinations_for_auto(parser)
 
 
 def add_long(parser: argparse.ArgumentParser) -> None:
@@ -108,85 +137,129 @@ def restart_options(parsed_args: argparse.Namespace) -> dict[str, Any]:
             'dry_run': parsed_args.dry_run}
 
 
-def add_restart_options(parser: argparse.ArgumentParser) -> None:
+def require_destinations_for_auto(parser: argparse.ArgumentParser) -> None:
+    """Make ``--cpu-model auto`` without ``--destination`` a usage error.
+
+    argparse cannot say "required unless another option has a value", so
+    the parser checks it once the arguments are parsed and fails as argparse
+    does (usage, one line, exit 2).
+    """
+    parse_known_args = parser.parse_known_args
+
+    def checked(args=None, namespace=None):
+        parsed, extras = parse_known_args(args, namespace)
+        if (getattr(parsed, 'cpu_model', None) == 'auto'
+                and not getattr(parsed, 'destinations', None)):
+            parser.error('--cpu-model auto (the default) needs the '
+                         'destinations: give --destination <host> (repeat '
+                         'for more), or an explicit --cpu-model')
+        return parsed, extras
+
+    parser.parse_known_args = checked  # type: ignore[method-assign]
+
+
+def add_restart_options(parser: argparse.ArgumentParser, *,
+                        restarts_compute: bool) -> None:
     """What the verbs that restart servers (pin, finalize) share."""
     add_servers(parser)
     add_method(parser)
     add_auto_approve(parser)
     add_dry_run(parser)
-    add_host_options(parser)
+    add_host_options(parser, restarts_compute=restarts_compute)
 
 
-def add_host_options(parser: argparse.ArgumentParser) -> None:
-    """SSH and deployment options, each with an OS_CPUMIGRATE_* variable."""
-    group = parser.add_argument_group('hypervisor access (SSH)')
-    group.add_argument(
-        '--ssh-config', metavar='<file>',
-        default=utils.env('OS_CPUMIGRATE_SSH_CONFIG') or None,
-        help='OpenSSH client config to use (default: ~/.ssh/config) '
-             '(Env: OS_CPUMIGRATE_SSH_CONFIG)')
-    group.add_argument(
-        '--ssh-user', metavar='<user>',
-        default=utils.env('OS_CPUMIGRATE_SSH_USER') or None,
-        help='Log in as this user (default: from the SSH config) '
-             '(Env: OS_CPUMIGRATE_SSH_USER)')
-    group.add_argument(
-        '--ssh-host-format', metavar='<format>',
-        default=utils.env('OS_CPUMIGRATE_SSH_HOST_FORMAT') or '{host}',
-        help='SSH name of a Nova host, e.g. {host}.mgmt.example.net '
-             '(Env: OS_CPUMIGRATE_SSH_HOST_FORMAT)')
-    group.add_argument(
-        '--ssh-timeout', metavar='<seconds>', type=float,
-        default=env_float('OS_CPUMIGRATE_SSH_TIMEOUT', 10.0),
-        help='SSH connect timeout (default: 10) '
-             '(Env: OS_CPUMIGRATE_SSH_TIMEOUT)')
-    group.add_argument(
-        '--insecure-ssh', action='store_true',
-        default=env_flag('OS_CPUMIGRATE_INSECURE_SSH'),
-        help='Accept unknown SSH host keys (not recommended) '
-             '(Env: OS_CPUMIGRATE_INSECURE_SSH=1)')
-    group.add_argument(
-        '--no-sudo', action='store_true',
-        default=env_flag('OS_CPUMIGRATE_NO_SUDO'),
-        help='The SSH user is root: do not use sudo '
-             '(Env: OS_CPUMIGRATE_NO_SUDO=1)')
-    group.add_argument(
-        '--profile', metavar='<profile>', choices=PROFILES,
-        default=utils.env('OS_CPUMIGRATE_PROFILE') or 'default',
-        help='Deployment: default, rhel or kolla (where nova.conf lives, how '
-             'nova-compute restarts) (Env: OS_CPUMIGRATE_PROFILE)')
-    group.add_argument(
-        '--nova-conf', metavar='<path>',
-        default=utils.env('OS_CPUMIGRATE_NOVA_CONF') or None,
-        help='nova.conf path on the hypervisor, overriding the profile '
-             '(Env: OS_CPUMIGRATE_NOVA_CONF)')
-    group.add_argument(
-        '--restart-command', metavar='<command>',
-        default=utils.env('OS_CPUMIGRATE_RESTART_COMMAND') or None,
-        help='Command that restarts nova-compute, overriding the profile '
-             '(Env: OS_CPUMIGRATE_RESTART_COMMAND)')
-    group.add_argument(
-        '--service-timeout', metavar='<seconds>', type=float,
-        default=env_float('OS_CPUMIGRATE_SERVICE_TIMEOUT', 180.0),
-        help='How long nova-compute may take to report up after a restart '
-             '(default: 180) (Env: OS_CPUMIGRATE_SERVICE_TIMEOUT)')
+def _setting(group: Any, name: str, metavar: str | None, help_: str,
+             **kwargs: Any) -> None:
+    if metavar is None:
+        group.add_argument(settings.BY_NAME[name].option, dest=name,
+                           action='store_true', default=None,
+                           help='%s %s' % (help_, settings.help_suffix(name)))
+        return
+    group.add_argument(settings.BY_NAME[name].option, dest=name,
+                       metavar=metavar, type=settings.arg_type(name),
+                       default=None,
+                       help='%s %s' % (help_, settings.help_suffix(name)),
+                       **kwargs)
 
 
-def host_options(parsed_args: argparse.Namespace) -> Any:
-    """The parsed SSH options as the host layer's ``HostOptions``."""
-    from osc_cpumigrate.host.api import HostOptions
+def add_host_options(parser: argparse.ArgumentParser, *,
+                     nova_conf: bool = True,
+                     restarts_compute: bool = False) -> None:
+    """SSH and deployment options.
 
+    Each can also come from an ``OS_CPUMIGRATE_*`` variable or the cloud's
+    ``cpumigrate:`` mapping in clouds.yaml (:mod:`settings`); a verb shows
+    only the options it uses (``nova_conf``: it reads nova.conf;
+    ``restarts_compute``: it restarts nova-compute).
+    """
+    ssh = parser.add_argument_group(
+        'SSH options', 'How cpumigrate logs in to the hypervisors.')
+    _setting(ssh, 'ssh_config', '<file>',
+             'OpenSSH client config file (default: what ssh itself reads: '
+             '~/.ssh/config, then /etc/ssh/ssh_config)')
+    _setting(ssh, 'ssh_user', '<user>',
+             'Log in as this user (default: from the SSH config)')
+    _setting(ssh, 'ssh_host_format', '<format>',
+             'SSH name of a Nova host, e.g. {host}.mgmt.example.net '
+             '(default: {host})')
+    _setting(ssh, 'ssh_timeout', '<seconds>',
+             'SSH connect timeout (default: 10)')
+    _setting(ssh, 'insecure_ssh', None,
+             'Accept unknown SSH host keys (not recommended)')
+    _setting(ssh, 'no_sudo', None,
+             'The SSH user is root: do not use sudo')
+    deploy = parser.add_argument_group(
+        'deployment options',
+        'Where nova.conf lives and how nova-compute runs on the hypervisors.')
+    _setting(deploy, 'profile', '<profile>',
+             'Deployment: default, rhel or kolla (where nova.conf lives, how '
+             'nova-compute restarts and virsh runs) (default: default)')
+    if nova_conf:
+        _setting(deploy, 'nova_conf', '<path>',
+                 'nova.conf path on the hypervisor, overriding the profile')
+    if restarts_compute:
+        _setting(deploy, 'restart_command', '<command>',
+                 'Command that restarts nova-compute, overriding the '
+                 'profile')
+        _setting(deploy, 'service_timeout', '<seconds>',
+                 'How long nova-compute may take to report up after a '
+                 'restart (default: 180)')
+
+
+def host_options(parsed_args: argparse.Namespace,
+                 values: dict[str, Any] | None = None) -> Any:
+    """The SSH and deployment settings as the host layer's ``HostOptions``.
+
+    ``values``: the settings as :func:`settings.resolve` gives them
+    (command line, environment, clouds.yaml, default); resolved here from
+    the command line and the environment when not given.
+    """
+    from osc_cpumigrate.types import HostOptions
+
+    if values is None:
+        values = settings.resolve(parsed_args)
     return HostOptions(
-        ssh_config=parsed_args.ssh_config,
-        ssh_user=parsed_args.ssh_user,
-        ssh_host_format=parsed_args.ssh_host_format,
-        connect_timeout=parsed_args.ssh_timeout,
-        insecure_ssh=parsed_args.insecure_ssh,
-        sudo=not parsed_args.no_sudo,
-        profile=parsed_args.profile,
-        nova_conf=parsed_args.nova_conf,
-        restart_command=parsed_args.restart_command,
+        ssh_config=values['ssh_config'],
+        ssh_user=values['ssh_user'],
+        ssh_host_format=values['ssh_host_format'],
+        connect_timeout=values['ssh_timeout'],
+        insecure_ssh=values['insecure_ssh'],
+        sudo=not values['no_sudo'],
+        profile=values['profile'],
+        nova_conf=values['nova_conf'],
+        restart_command=values['restart_command'],
     )
+
+
+def cloud_config(cmd: Any) -> dict[str, Any]:
+    """The cloud's clouds.yaml entry as OSC loaded it (``{}`` if none)."""
+    manager = cmd.app.client_manager
+    getter = getattr(manager, 'get_configuration', None)
+    try:
+        config = getter() if callable(getter) else None
+    except AttributeError:          # no cloud configured at all
+        config = None
+    return config if isinstance(config, dict) else {}
 
 
 def terminal_confirm(stdin: TextIO, stderr: TextIO,
@@ -212,16 +285,12 @@ def context(cmd: Any, parsed_args: argparse.Namespace) -> Any:
     from osc_cpumigrate.workflow.common import Context
 
     stderr = cmd.app.stderr
-
-    def progress(message: str) -> None:
-        stderr.write(message.rstrip('\n') + '\n')
-        stderr.flush()
-
+    values = settings.resolve(parsed_args, cloud_config(cmd))
     return Context(
         cloud=Cloud(cmd.app.client_manager.cpumigrate.sdk_connection),
-        host_options=host_options(parsed_args),
-        progress=progress,
+        host_options=host_options(parsed_args, values),
+        progress=logs.progress_callback(cmd.app, stderr),
         confirm=terminal_confirm(cmd.app.stdin, stderr,
                                  getattr(parsed_args, 'auto_approve', False)),
-        service_timeout=parsed_args.service_timeout,
+        service_timeout=values['service_timeout'],
     )

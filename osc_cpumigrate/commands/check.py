@@ -9,18 +9,29 @@ from osc_cpumigrate.errors import translate_errors
 
 
 class CheckHost(command.Lister):
-    _description = ('Check that servers of a source host can move to the '
-                    'destination(s) and which transition CPU to use '
-                    '(read-only)')
+    _description = ('Check whether a host\'s servers can move to the '
+                    'destinations, and with which CPU (read-only)')
+    _epilog = """\
+Run it first, and again whenever the hosts change: it changes nothing, and
+exits 1 when any check fails, so a pipeline can gate on it.
+
+Example::
+
+    openstack cpumigrate check intel-1 --destination amd-1 \\
+        --destination amd-2
+
+Next: ``openstack cpumigrate prepare intel-1 --destination amd-1
+--destination amd-2`` (runbook steps 1-3)."""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
+        base.keep_paragraphs(parser)
         parser.add_argument(
             'host', metavar='<source-host>',
             help='Compute host to empty, as Nova names it')
-        base.add_cpu_arguments(parser)
+        base.add_cpu_arguments(parser, destinations_required=True)
         base.add_dry_run(parser, read_only=True)
-        base.add_host_options(parser)
+        base.add_host_options(parser, nova_conf=False)
         return parser
 
     @translate_errors

@@ -9,16 +9,27 @@ from osc_cpumigrate.errors import translate_errors
 
 
 class FinalizeServers(command.Lister):
-    _description = ('Restart migrated servers that still run the transition '
-                    'CPU so they get their new host\'s own CPU '
-                    '(runbook steps 9-10)')
+    _description = ('Restart migrated servers so they get their new '
+                    'host\'s own CPU (runbook steps 9-10)')
+    _epilog = """\
+Only servers that still run the transition CPU are restarted, one at a
+time.  Asks before restarting servers; without a terminal, give
+``--auto-approve``.
+
+Example::
+
+    openstack cpumigrate finalize amd-1 --auto-approve
+
+Next: ``openstack cpumigrate status intel-1`` to see that the source is
+empty, then ``openstack cpumigrate finalize`` for the other destinations."""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
+        base.keep_paragraphs(parser)
         parser.add_argument(
             'host', metavar='<host>',
             help='Compute host the servers moved to, as Nova names it')
-        base.add_restart_options(parser)
+        base.add_restart_options(parser, restarts_compute=False)
         base.add_long(parser)
         return parser
 

@@ -10,20 +10,31 @@ from osc_cpumigrate.errors import translate_errors
 
 
 class MigrateServers(command.Lister):
-    _description = ('Live-migrate the pinned servers of a host, one at a '
-                    'time, to the destination(s); cold-migrate stopped ones '
-                    '(runbook step 8)')
+    _description = ('Live-migrate the pinned servers of a host to the '
+                    'destinations, one at a time (runbook step 8)')
+    _epilog = """\
+Each server goes to the destination with the most free RAM that fits it;
+stopped servers are cold-migrated.  A migration still running after
+``--timeout`` is aborted (or force-completed).
+
+Example::
+
+    openstack cpumigrate migrate intel-1 --destination amd-1 \\
+        --destination amd-2
+
+Next: ``openstack cpumigrate finalize amd-1`` and ``openstack cpumigrate
+finalize amd-2`` (runbook steps 9-10)."""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
+        base.keep_paragraphs(parser)
         parser.add_argument(
             'host', metavar='<source-host>',
             help='Compute host to empty, as Nova names it')
-        parser.add_argument(
-            '--destination', metavar='<host>', action='append',
-            dest='destinations', required=True,
-            help='Destination compute host (repeat for more; each server '
-                 'goes to the one with the most free RAM that fits it)')
+        base.add_destinations(
+            parser, required=True,
+            help_='Destination compute host (repeat for more; each server '
+                  'goes to the one with the most free RAM that fits it)')
         base.add_servers(parser)
         parser.add_argument(
             '--timeout', metavar='<seconds>', type=float, default=1800.0,

@@ -9,12 +9,24 @@ from osc_cpumigrate.errors import translate_errors
 
 
 class PinServers(command.Lister):
-    _description = ('Restart the servers of a prepared host so they run the '
-                    'transition CPU, then restore its nova.conf '
-                    '(runbook steps 4-7)')
+    _description = ('Restart a prepared host\'s servers onto the '
+                    'transition CPU (runbook steps 4-7)')
+    _epilog = """\
+Restarts each ACTIVE server once (hard reboot by default), checks that its
+libvirt domain has the transition CPU, then restores the original nova.conf
+and restarts nova-compute.  Asks before restarting servers; without a
+terminal, give ``--auto-approve``.
+
+Example::
+
+    openstack cpumigrate pin intel-1 --auto-approve
+
+Next: ``openstack cpumigrate migrate intel-1 --destination amd-1
+--destination amd-2`` (runbook step 8)."""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
+        base.keep_paragraphs(parser)
         parser.add_argument(
             'host', metavar='<source-host>',
             help='Prepared compute host, as Nova names it')
@@ -22,7 +34,7 @@ class PinServers(command.Lister):
             '--ignore-guest-floor', action='store_true',
             help='Restart servers even when their image or metadata says '
                  'they need more CPU than the transition CPU gives')
-        base.add_restart_options(parser)
+        base.add_restart_options(parser, restarts_compute=True)
         base.add_long(parser)
         return parser
 

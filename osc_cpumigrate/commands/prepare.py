@@ -11,19 +11,33 @@ from osc_cpumigrate.errors import translate_errors
 class PrepareHost(command.Lister):
     _description = ('Disable a source host and give its nova-compute the '
                     'transition CPU (runbook steps 1-3)')
+    _epilog = """\
+The transition CPU is worked out from the source and its destinations
+(``--cpu-model auto``, the default, which needs ``--destination``), or
+named with ``--cpu-model`` (then no destination is needed).  Safe to re-run;
+``--dry-run`` shows the nova.conf diff.
+
+Example::
+
+    openstack cpumigrate prepare intel-1 --destination amd-1 \\
+        --destination amd-2
+    openstack cpumigrate prepare intel-1 --cpu-model kvm64
+
+Next: ``openstack cpumigrate pin intel-1`` (runbook steps 4-7)."""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
+        base.keep_paragraphs(parser)
         parser.add_argument(
             'host', metavar='<source-host>',
             help='Compute host to empty, as Nova names it')
-        base.add_cpu_arguments(parser)
+        base.add_cpu_arguments(parser, destinations_required=False)
         parser.add_argument(
             '--disable-reason', metavar='<reason>',
             help='Reason recorded on the disabled compute service '
                  '(default: names this tool)')
         base.add_dry_run(parser)
-        base.add_host_options(parser)
+        base.add_host_options(parser, restarts_compute=True)
         base.add_long(parser)
         return parser
 

@@ -9,11 +9,26 @@ from osc_cpumigrate.errors import translate_errors
 
 
 class ShowStatus(command.Lister):
-    _description = ('Show the phase of every server on a host and whether '
-                    'its nova.conf holds transition settings (read-only)')
+    _description = ('Show where a host and each of its servers stand '
+                    '(read-only)')
+    _epilog = """\
+Works at any time, before, during and after a migration: it changes nothing.
+
+Example::
+
+    openstack cpumigrate status intel-1
+
+The host row says whether its nova.conf holds transition settings; each
+server row gives its phase: ``unpinned``, ``pinned``, ``migrated-pinned``
+or ``finalized``.
+
+Next: ``openstack cpumigrate pin intel-1`` for ``unpinned`` servers on a
+prepared source, ``migrate`` for ``pinned`` ones, ``finalize`` on the
+destination for ``migrated-pinned`` ones; ``finalized`` servers are done."""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
+        base.keep_paragraphs(parser)
         parser.add_argument(
             'host', metavar='<host>',
             help='Compute host, as Nova names it')

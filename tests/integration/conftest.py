@@ -53,6 +53,7 @@ class Sshd:
     ssh_config: pathlib.Path
     known_hosts: pathlib.Path
     log: pathlib.Path
+    ca_pub: str = ''            # the SSH CA that signed the host key
 
     def session_pids(self) -> list[int]:
         """sshd processes serving connections (descendants of our master)."""
@@ -169,6 +170,12 @@ def sshd():
     authorized = base / 'authorized_keys'
     authorized.write_text(client_pub + '\n')
     authorized.chmod(0o644)
+    # an SSH CA: it signs the host key (principal 127.0.0.1) and is trusted
+    # for user certificates (tests/integration/test_openssh_config.py)
+    ca_key = base / 'ca'
+    ca_pub = _keygen(ca_key, 'cpumigrate-test-ca')
+    _run('ssh-keygen', '-q', '-s', str(ca_key), '-I', 'cpumigrate-test-host',
+         '-h', '-n', '127.0.0.1', '-V', '-5m:+1d', str(host_key) + '.pub')
     known_hosts = base / 'known_hosts'
     known_hosts.write_text(
         '[127.0.0.1]:%d %s\n' % (port, ' '.join(host_pub.split()[:2]))
@@ -183,14 +190,9 @@ def sshd():
         'AllowUsers %s %s root\nMaxStartups 100\nMaxSessions 100\nLogLevel '
         'VERBOSE\n'
         'Subsystem sftp internal-sftp\n'
-        % (
-            port,
-            host_key,
-            base / 'sshd.pid',
-            authorized,
-            SUDO_USER,
-            NOSUDO_USER,
-        )
+        'HostCertificate %s-cert.pub\nTrustedUserCAKeys %s.pub\n'
+        % (port, host_key, base / 'sshd.pid', authorized, SUDO_USER,
+           NOSUDO_USER, host_key, ca_key)
     )
     ssh_config = base / 'ssh_config'
     ssh_config.write_text(
@@ -236,6 +238,7 @@ def sshd():
         ssh_config=ssh_config,
         known_hosts=known_hosts,
         log=log,
+        ca_pub=ca_pub,
     )
     try:
         yield server

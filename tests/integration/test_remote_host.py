@@ -16,6 +16,7 @@ from osc_cpumigrate.errors import HostError
 from osc_cpumigrate.host import api
 from osc_cpumigrate.host import novaconf
 from osc_cpumigrate.host import remote
+from osc_cpumigrate.host import sshconfig
 from osc_cpumigrate.types import CpuSettings
 from osc_cpumigrate.types import HostOptions
 
@@ -178,9 +179,15 @@ def test_restore_refuses_after_foreign_edit(sshd, conf_dir, opened):
     assert path.read_bytes() == edited
 
 
-def test_odd_path_and_host_name(sshd, conf_dir, opened):
+def test_odd_path_and_host_name(sshd, conf_dir, opened, monkeypatch):
     odd = conf_dir / 'it\'s a "dir" $(touch pwned)'
     path = install_conf(odd, DEVSTACK)
+    # OpenSSH itself refuses such a host name, clearly
+    with pytest.raises(HostError,
+                       match='hostname contains invalid characters'):
+        api.open_host('cmp1', options(sshd, path, ssh_host_format=ODD_FORMAT))
+    # paramiko's parser (no ssh client installed) takes it: quoting is safe
+    monkeypatch.setattr(sshconfig, 'openssh_client', lambda: None)
     host = opened('cmp1', options(sshd, path, ssh_host_format=ODD_FORMAT))
     assert host.name == 'cmp1'
     change = host.apply_transition('Westmere', ['+pcid'])

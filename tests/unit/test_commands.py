@@ -8,8 +8,13 @@ from unittest import mock
 
 from openstack import exceptions as sdk_exc
 from osc_lib import exceptions as osc_exc
-from osc_lib.test import base
 
+try:
+    from osc_lib.test import base
+except ImportError:     # osc-lib < 4.3 (tools/lower-bounds)
+    from osc_lib.tests import utils as base
+
+from osc_cpumigrate.commands import base as base_cmd
 from osc_cpumigrate.commands import finalize
 from osc_cpumigrate.commands import host
 from osc_cpumigrate.commands import migrate
@@ -73,13 +78,22 @@ class TestPrepare(CommandTest):
                 'OS_CPUMIGRATE_SSH_HOST_FORMAT': '{host}.mgmt'}):
             cmd, parsed = self.run_cmd(prepare.PrepareHost,
                                        ['intel-1', '--cpu-model', 'kvm64'])
-        self.assertEqual('envuser', parsed.ssh_user)
-        self.assertTrue(parsed.insecure_ssh)
-        self.assertEqual('{host}.mgmt', parsed.ssh_host_format)
+            opts = base_cmd.host_options(parsed)
+        self.assertEqual('envuser', opts.ssh_user)
+        self.assertTrue(opts.insecure_ssh)
+        self.assertEqual('{host}.mgmt', opts.ssh_host_format)
 
-    def test_auto_without_destination_is_refused(self):
-        cmd, parsed = self.run_cmd(prepare.PrepareHost, ['intel-1'])
-        self.assertRaises(osc_exc.CommandError, cmd.take_action, parsed)
+    def test_auto_without_destination_is_a_usage_error(self):
+        cmd = prepare.PrepareHost(self.app, None)
+        parser = cmd.get_parser('openstack cpumigrate prepare')
+        for args in (['intel-1'], ['intel-1', '--cpu-model', 'auto']):
+            with mock.patch('sys.stderr', io.StringIO()) as err:
+                self.assertRaises(SystemExit, parser.parse_args, args)
+            self.assertIn('--cpu-model auto (the default) needs the '
+                          'destinations', err.getvalue())
+        # an explicit model needs no destination
+        parsed = parser.parse_args(['intel-1', '--cpu-model', 'kvm64'])
+        self.assertEqual([], parsed.destinations)
         self.assertEqual('enabled', self.world.services['intel-1'].status)
 
     def test_unknown_host(self):

@@ -48,3 +48,26 @@ def test_ssh_config(tmp_path):
     config = ssh.load_ssh_config(HostOptions(ssh_config=str(cfg)))
     assert config.lookup("it's a host")['port'] == '2222'
     assert config.lookup('cmp1.mgmt')['proxyjump'] == 'bastion'
+
+
+def test_parse_ssh_g(tmp_path):
+    from osc_cpumigrate.host import sshconfig
+
+    key = tmp_path / 'id_ed25519'
+    key.write_text('')
+    parsed = sshconfig.parse_ssh_g(
+        'user ops\nhostname 10.0.0.5\nport 2222\n'
+        'identityfile %s\nidentityfile ~/.ssh/does-not-exist\n'
+        'certificatefile ~/certs/ops-cert.pub\n'
+        'proxyjump bastion\nproxycommand none\nconnecttimeout none\n'
+        'userknownhostsfile /a /b\nglobalknownhostsfile none\n'
+        'serveraliveinterval 15\nciphers aes128-ctr\n' % key)
+    assert parsed == {
+        'user': 'ops', 'hostname': '10.0.0.5', 'port': '2222',
+        'identityfile': [str(key)],
+        'certificatefile': [os.path.expanduser('~/certs/ops-cert.pub')],
+        'proxyjump': 'bastion', 'userknownhostsfile': '/a /b',
+        'globalknownhostsfile': 'none', 'serveraliveinterval': '15'}
+    assert ssh.known_hosts_files(parsed, HostOptions()) == ['/a', '/b']
+    assert sshconfig._hop_hosts('ops@j1:2222,[fe80::1]:22,j3') == [
+        'j1', 'fe80::1', 'j3']
