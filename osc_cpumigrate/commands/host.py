@@ -12,9 +12,21 @@ class ShowHost(command.ShowOne):
     _description = ('Show a host\'s compute service, whether its nova.conf '
                     'holds transition settings, its CPU settings (in force '
                     'and original) and the backup (read-only)')
+    _epilog = """\
+The host's side of ``status``: one object, so a pipeline can gate on it.
+
+Example::
+
+    openstack cpumigrate host show intel-1 -f json
+
+``Nova Conf`` is ``transition`` between ``prepare`` and the end of ``pin``,
+else ``normal``; ``Backup`` names the original nova.conf kept beside it.
+
+Next: ``openstack cpumigrate status intel-1`` for its servers."""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
+        base.keep_paragraphs(parser)
         parser.add_argument(
             'host', metavar='<host>',
             help='Compute host, as Nova names it')

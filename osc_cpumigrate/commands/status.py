@@ -18,9 +18,9 @@ Example::
 
     openstack cpumigrate status intel-1
 
-The host row says whether its nova.conf holds transition settings; each
-server row gives its phase: ``unpinned``, ``pinned``, ``migrated-pinned``
-or ``finalized``.
+Each row is a server with its phase: ``unpinned``, ``pinned``,
+``migrated-pinned`` or ``finalized``.  The host itself (service, nova.conf,
+backup) is ``openstack cpumigrate host show intel-1``.
 
 Next: ``openstack cpumigrate pin intel-1`` for ``unpinned`` servers on a
 prepared source, ``migrate`` for ``pinned`` ones, ``finalize`` on the
