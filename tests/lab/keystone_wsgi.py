@@ -1,0 +1,10 @@
+"""gunicorn entry point for the lab's Keystone.
+
+keystone's WSGI loader parses sys.argv with oslo.config; under gunicorn
+that holds gunicorn's own options, so hide them first (as for nova-api).
+"""
+import sys
+
+sys.argv = ['keystone']
+
+from keystone.wsgi.api import application  # noqa: E402,F401
