@@ -7,4 +7,6 @@ import sys
 
 sys.argv = ['keystone']
 
-from keystone.wsgi.api import application  # noqa: E402,F401
+from keystone.wsgi import api  # noqa: E402
+
+application = api.application
