@@ -16,6 +16,7 @@ import json
 import socketserver
 import sys
 import threading
+import time
 from urllib.parse import parse_qs
 from wsgiref import simple_server
 
@@ -151,7 +152,11 @@ class Server(socketserver.ThreadingMixIn, simple_server.WSGIServer):
 
 class QuietHandler(simple_server.WSGIRequestHandler):
     def log_message(self, fmt, *args):
-        sys.stderr.write('%s %s\n' % (self.server.kind, fmt % args))
+        # which credentials came along: a user's token, a service's too
+        creds = '+'.join(h for h in ('X-Auth-Token', 'X-Service-Token')
+                         if self.headers.get(h)) or 'no-token'
+        sys.stderr.write('%s %s %s %s\n' % (
+            time.strftime('%H:%M:%S'), self.server.kind, creds, fmt % args))
 
 
 def serve(kind, app, addr, port):
