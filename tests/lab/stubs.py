@@ -1,22 +1,24 @@
 #!/usr/bin/env python3
-"""Tiny Glance and Neutron stand-ins for the lab (standard library only).
+"""Tiny Glance and Neutron stand-ins for the lab.
 
 Nova calls the image service on every server create and the network
 service even for servers with ``networks='none'``.  Glance serves a fixed
 set of images; Neutron answers every list with an empty list.
 
-    stubs.py BIND_ADDRESS GLANCE_PORT NEUTRON_PORT [KEYSTONE_PORT]
+    stubs.py BIND_ADDRESS GLANCE_PORT NEUTRON_PORT [AUTHTOKEN_JSON]
 
-The Keystone stand-in only answers version discovery (the CLI checks the
-identity API version before some compute commands).
+With AUTHTOKEN_JSON (``{"image": {...}, "network": {...}}``, the options of
+keystonemiddleware's auth_token for each) every request but version
+discovery needs a Keystone token, as behind the real services' pipelines;
+the lab runs this with its venv's python for keystonemiddleware.
 """
-from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
 import json
+import socketserver
 import sys
 import threading
+import time
 from urllib.parse import parse_qs
-from urllib.parse import urlparse
+from wsgiref import simple_server
 
 CREATED = '2026-01-01T00:00:00Z'
 
@@ -59,116 +61,125 @@ SCHEMA = {'name': 'image',
           'additionalProperties': {'type': 'string'}, 'links': []}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-    kind = None
+def _reply(start_response, code, body):
+    data = json.dumps(body).encode()
+    reason = {200: 'OK', 300: 'Multiple Choices', 403: 'Forbidden',
+              404: 'Not Found'}.get(code, 'Unknown')
+    start_response('%d %s' % (code, reason), [
+        ('Content-Type', 'application/json'),
+        ('Content-Length', str(len(data)))])
+    return [data]
 
+
+def glance(environ, start_response):
+    parts = [p for p in environ['PATH_INFO'].split('/') if p]
+    query = parse_qs(environ.get('QUERY_STRING', ''))
+    code, body = _glance(_base(environ), environ['REQUEST_METHOD'], parts,
+                         query)
+    return _reply(start_response, code, body)
+
+
+def neutron(environ, start_response):
+    parts = [p for p in environ['PATH_INFO'].split('/') if p]
+    if environ['REQUEST_METHOD'] != 'GET':
+        code, body = 404, {'error': 'not supported by the lab stand-in'}
+    else:
+        code, body = _neutron(_base(environ), parts)
+    return _reply(start_response, code, body)
+
+
+def _base(environ):
+    return 'http://%s' % environ.get('HTTP_HOST', environ['SERVER_NAME'])
+
+
+def _glance(base, method, parts, query):
+    if method != 'GET':
+        return 403, {'error': 'not supported by the lab stand-in'}
+    if not parts:
+        return 300, {'versions': [{
+            'id': 'v2.16', 'status': 'CURRENT',
+            'links': [{'rel': 'self', 'href': base + '/v2/'}]}]}
+    if parts == ['v2', 'schemas', 'image']:
+        return 200, SCHEMA
+    if parts[:2] == ['v2', 'images'] and len(parts) == 2:
+        imgs = IMAGES
+        for key in ('name', 'id', 'status', 'visibility'):
+            if key in query:
+                imgs = [i for i in imgs if str(i.get(key)) in query[key]]
+        if 'marker' in query:
+            imgs = []
+        return 200, {'images': imgs, 'first': '/v2/images',
+                     'schema': '/v2/schemas/images'}
+    if parts[:2] == ['v2', 'images'] and len(parts) == 3:
+        for img in IMAGES:
+            if img['id'] == parts[2]:
+                return 200, img
+    return 404, {'code': 404, 'title': 'Not Found',
+                 'message': 'No image found'}
+
+
+def _neutron(base, parts):
+    if not parts:
+        return 200, {'versions': [{
+            'id': 'v2.0', 'status': 'CURRENT',
+            'links': [{'rel': 'self', 'href': base + '/v2.0/'}]}]}
+    if parts[0] == 'v2.0':
+        parts = parts[1:]
+    if not parts:
+        return 200, {'resources': []}
+    last = parts[-1]
+    if last.endswith('.json'):
+        last = last[:-5]
+    if len(parts) == 1:
+        return 200, {last.replace('-', '_'): []}
+    return 404, {'NeutronError': {
+        'type': 'NotFound', 'message': 'not found in the lab stand-in',
+        'detail': ''}}
+
+
+def with_auth(app, options):
+    """keystonemiddleware's auth_token in front of ``app``; version
+    discovery (``/``) stays open as in the real services."""
+    from keystonemiddleware import auth_token
+    protected = auth_token.AuthProtocol(app, dict(options))
+
+    def dispatch(environ, start_response):
+        if environ['PATH_INFO'].strip('/') == '':
+            return app(environ, start_response)
+        return protected(environ, start_response)
+    return dispatch
+
+
+class Server(socketserver.ThreadingMixIn, simple_server.WSGIServer):
+    daemon_threads = True
+
+
+class QuietHandler(simple_server.WSGIRequestHandler):
     def log_message(self, fmt, *args):
-        sys.stderr.write('%s %s\n' % (self.kind, fmt % args))
-
-    def _send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header('Content-Type', 'application/json')
-        self.send_header('Content-Length', str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _read_body(self):
-        n = int(self.headers.get('Content-Length') or 0)
-        if n:
-            self.rfile.read(n)
-
-    def do_GET(self):
-        url = urlparse(self.path)
-        parts = [p for p in url.path.split('/') if p]
-        query = parse_qs(url.query)
-        if self.kind == 'image':
-            return self._glance(parts, query)
-        if self.kind == 'identity':
-            return self._keystone(parts)
-        return self._neutron(parts, query)
-
-    def _keystone(self, parts):
-        # version discovery only: clients check the identity API version
-        base = 'http://%s:%s' % self.server.server_address[:2]
-        v3 = {'id': 'v3.14', 'status': 'stable', 'updated':
-              '2020-04-07T00:00:00Z',
-              'links': [{'rel': 'self', 'href': base + '/v3/'}],
-              'media-types': [{'base': 'application/json', 'type':
-                               'application/vnd.openstack.identity-v3+json'}]}
-        if not parts:
-            return self._send(300, {'versions': {'values': [v3]}})
-        if parts == ['v3']:
-            return self._send(200, {'version': v3})
-        return self._send(404, {'error': {'code': 404, 'title': 'Not Found',
-                                          'message': 'lab stand-in'}})
-
-    def do_POST(self):
-        self._read_body()
-        self._send(403 if self.kind == 'image' else 404,
-                   {'error': 'not supported by the lab stand-in'})
-
-    do_PUT = do_PATCH = do_DELETE = do_POST
-
-    def _glance(self, parts, query):
-        base = 'http://%s:%s' % self.server.server_address[:2]
-        if not parts:
-            return self._send(300, {'versions': [{
-                'id': 'v2.16', 'status': 'CURRENT',
-                'links': [{'rel': 'self', 'href': base + '/v2/'}]}]})
-        if parts == ['v2', 'schemas', 'image']:
-            return self._send(200, SCHEMA)
-        if parts[:2] == ['v2', 'images'] and len(parts) == 2:
-            imgs = IMAGES
-            for key in ('name', 'id', 'status', 'visibility'):
-                if key in query:
-                    imgs = [i for i in imgs if str(i.get(key)) in query[key]]
-            if 'marker' in query:
-                imgs = []
-            return self._send(200, {'images': imgs, 'first': '/v2/images',
-                                    'schema': '/v2/schemas/images'})
-        if parts[:2] == ['v2', 'images'] and len(parts) == 3:
-            for img in IMAGES:
-                if img['id'] == parts[2]:
-                    return self._send(200, img)
-        return self._send(404, {'code': 404, 'title': 'Not Found',
-                                'message': 'No image found'})
-
-    def _neutron(self, parts, query):
-        base = 'http://%s:%s' % self.server.server_address[:2]
-        if not parts:
-            return self._send(200, {'versions': [{
-                'id': 'v2.0', 'status': 'CURRENT',
-                'links': [{'rel': 'self', 'href': base + '/v2.0/'}]}]})
-        if parts[0] == 'v2.0':
-            parts = parts[1:]
-        if not parts:
-            return self._send(200, {'resources': []})
-        last = parts[-1]
-        if last.endswith('.json'):
-            last = last[:-5]
-        if len(parts) == 1:
-            return self._send(200, {last.replace('-', '_'): []})
-        return self._send(404, {'NeutronError': {
-            'type': 'NotFound', 'message': 'not found in the lab stand-in',
-            'detail': ''}})
+        # which credentials came along: a user's token, a service's too
+        creds = '+'.join(h for h in ('X-Auth-Token', 'X-Service-Token')
+                         if self.headers.get(h)) or 'no-token'
+        sys.stderr.write('%s %s %s %s\n' % (
+            time.strftime('%H:%M:%S'), self.server.kind, creds, fmt % args))
 
 
-def serve(kind, addr, port):
-    handler = type('%sHandler' % kind, (Handler,), {'kind': kind})
-    srv = ThreadingHTTPServer((addr, port), handler)
-    srv.daemon_threads = True
+def serve(kind, app, addr, port):
+    srv = simple_server.make_server(addr, port, app, server_class=Server,
+                                    handler_class=QuietHandler)
+    srv.kind = kind
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 
 
 def main():
     addr, gport, nport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    serve('image', addr, gport)
-    serve('network', addr, nport)
+    apps = {'image': glance, 'network': neutron}
     if len(sys.argv) > 4:
-        serve('identity', addr, int(sys.argv[4]))
+        with open(sys.argv[4]) as f:
+            options = json.load(f)
+        apps = {k: with_auth(app, options[k]) for k, app in apps.items()}
+    serve('image', apps['image'], addr, gport)
+    serve('network', apps['network'], addr, nport)
     threading.Event().wait()
 
 
