@@ -23,6 +23,7 @@ from tests.functional.labclient import host_of
 from tests.functional.labclient import OPENSTACK
 from tests.functional.labclient import osc
 from tests.functional.labclient import run
+from tests.functional.labclient import skip_cpu_compare_on_dest
 
 pytestmark = pytest.mark.lab
 
@@ -85,25 +86,28 @@ def test_verb_outlives_its_token(lab_env, short_tokens):
     sid = run(lab_env, [labctl, 'boot', '--host', 'intel-1', '--count', '1',
                         '--name-prefix', 'ks-long']).stdout.split()[0]
     release = None
-    try:
-        run(lab_env, [labctl, 'fault', 'intel-2', 'migration-hangs'])
-        run(lab_env, [OPENSTACK, 'server', 'migrate', '--live-migration',
-                      '--host', 'intel-2', sid])
-        wait_status(lab_env, sid, 'MIGRATING')
-        # the migration finishes once the token that started it expired
-        release = threading.Timer(LIFETIME + 10, run, args=(
-            lab_env, [labctl, 'fault', 'intel-2', 'clear']))
-        start = time.monotonic()
-        release.start()
-        rows = osc(lab_env, 'cpumigrate', 'migrate', 'intel-1',
-                   '--destination', 'intel-2', '--server', sid)
-        took = time.monotonic() - start
-        assert [r['Result'] for r in rows] == ['live-migrated'], rows
-        assert took > LIFETIME, took
-        assert host_of(lab_env, sid) == 'intel-2'
-        assert osc(lab_env, 'server', 'show', sid)['status'] == 'ACTIVE'
-    finally:
-        if release:
-            release.cancel()
-        run(lab_env, [labctl, 'fault', 'intel-2', 'clear'])
-        run(lab_env, [OPENSTACK, 'server', 'delete', '--wait', sid])
+    # two Xeon Gold 6148: a host-model guest moves only with Nova's
+    # workaround for bug 2039803 on the destination
+    with skip_cpu_compare_on_dest(lab_env, 'intel-2'):
+        try:
+            run(lab_env, [labctl, 'fault', 'intel-2', 'migration-hangs'])
+            run(lab_env, [OPENSTACK, 'server', 'migrate', '--live-migration',
+                          '--host', 'intel-2', sid])
+            wait_status(lab_env, sid, 'MIGRATING')
+            # the migration finishes once the token that started it expired
+            release = threading.Timer(LIFETIME + 10, run, args=(
+                lab_env, [labctl, 'fault', 'intel-2', 'clear']))
+            start = time.monotonic()
+            release.start()
+            rows = osc(lab_env, 'cpumigrate', 'migrate', 'intel-1',
+                       '--destination', 'intel-2', '--server', sid)
+            took = time.monotonic() - start
+            assert [r['Result'] for r in rows] == ['live-migrated'], rows
+            assert took > LIFETIME, took
+            assert host_of(lab_env, sid) == 'intel-2'
+            assert osc(lab_env, 'server', 'show', sid)['status'] == 'ACTIVE'
+        finally:
+            if release:
+                release.cancel()
+            run(lab_env, [labctl, 'fault', 'intel-2', 'clear'])
+            run(lab_env, [OPENSTACK, 'server', 'delete', '--wait', sid])

@@ -17,6 +17,7 @@ import pytest
 from tests.functional.labclient import restart_compute
 from tests.functional.labclient import run
 from tests.functional.labclient import sdk
+from tests.functional.labclient import skip_cpu_compare_on_dest
 from tests.functional.labclient import ssh
 
 pytestmark = pytest.mark.lab
@@ -289,27 +290,30 @@ def test_live_migration_takes_memory_over_bandwidth(lab_env, conn, servers,
     (5 s), as Nova's _live_migration_monitor does (none at the end)."""
     sid, = create(conn, servers, 'nf-lm', small, host='intel-1')
     assert settled(conn, sid).status == 'ACTIVE'
-    labctl(lab_env, 'up', '--migration-bandwidth', '80')
-    try:
-        began = time.monotonic()
-        conn.compute.live_migrate_server(sid, host='intel-2',
-                                         block_migration='auto')
-        samples = []
-        while time.monotonic() - began < 60:
-            for mig in conn.compute.server_migrations(sid):
-                if mig.status == 'running' and mig.memory_total_bytes:
-                    sample = (mig.memory_total_bytes,
-                              mig.memory_processed_bytes,
-                              mig.memory_remaining_bytes)
-                    if sample not in samples:
-                        samples.append(sample)
-            server = conn.compute.get_server(sid)
-            if server.status == 'ACTIVE' and not server.task_state:
-                break
-            time.sleep(0.3)
-        took = time.monotonic() - began
-    finally:
-        labctl(lab_env, 'up', '--migration-bandwidth', '1024')
+    # two Xeon Gold 6148: a host-model guest moves only with Nova's
+    # workaround for bug 2039803 on the destination
+    with skip_cpu_compare_on_dest(lab_env, 'intel-2'):
+        labctl(lab_env, 'up', '--migration-bandwidth', '80')
+        try:
+            began = time.monotonic()
+            conn.compute.live_migrate_server(sid, host='intel-2',
+                                             block_migration='auto')
+            samples = []
+            while time.monotonic() - began < 60:
+                for mig in conn.compute.server_migrations(sid):
+                    if mig.status == 'running' and mig.memory_total_bytes:
+                        sample = (mig.memory_total_bytes,
+                                  mig.memory_processed_bytes,
+                                  mig.memory_remaining_bytes)
+                        if sample not in samples:
+                            samples.append(sample)
+                server = conn.compute.get_server(sid)
+                if server.status == 'ACTIVE' and not server.task_state:
+                    break
+                time.sleep(0.3)
+            took = time.monotonic() - began
+        finally:
+            labctl(lab_env, 'up', '--migration-bandwidth', '1024')
     assert server.compute_host == 'intel-2'
     assert 512 / 80 <= took <= 512 / 80 + 10
     assert len(samples) >= 2, samples
