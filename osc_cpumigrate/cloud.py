@@ -248,6 +248,11 @@ class Cloud:
                 props[name] = value
         return {k: str(v) for k, v in props.items()}
 
+    def server_groups(self) -> list[Any]:
+        """Every server group of every project (one listing per fleet plan,
+        never per step): their policies constrain the destinations."""
+        return self.read(self.compute.server_groups, all_projects=True)
+
     # -- migrations -------------------------------------------------------
 
     def require_microversion(self, version: str, what: str) -> None:
