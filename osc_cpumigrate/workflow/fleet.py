@@ -51,10 +51,14 @@ FINALIZE_WHEN = ('now', 'later')
 
 class Progress:
     """Timestamped progress lines with a counter of servers done and an
-    estimate of the time left: ``16:02:11 [12/288] web-3: ... , about 41
-    min left``.  The estimate is the planned migration times of the
-    servers not done, scaled by how the finished ones compared with their
-    plan, over the sources running in parallel."""
+    estimate of the time left: ``16:02:11 [12/288] web-3: ..., about 41
+    min left``.
+
+    Before any server is done, the time left is the plan's migration
+    estimates over the sources running in parallel; after, it is
+    extrapolated from the run itself (wall time so far, times the planned
+    work left over the planned work done), so it includes what the plan
+    cannot know: restarts, nova-compute restarts, waits."""
 
     def __init__(self, say: Callable[[str], None], estimates: dict[str, int],
                  *, parallel: int,
@@ -62,20 +66,21 @@ class Progress:
                  now: Callable[[], Any] = utcnow) -> None:
         self.say, self.estimates = say, dict(estimates)
         self.parallel, self.clock, self.now = max(1, parallel), clock, now
-        self.done: dict[str, float] = {}
+        self.start = clock()
+        self.done: set[str] = set()
         self.lock = threading.Lock()
 
-    def finished(self, server_id: str, seconds: float) -> None:
+    def finished(self, server_id: str) -> None:
         with self.lock:
-            self.done[server_id] = seconds
+            self.done.add(server_id)
 
     def left(self) -> float:
         todo = sum(s for sid, s in self.estimates.items()
                    if sid not in self.done)
         planned = sum(self.estimates.get(sid, 0) for sid in self.done)
-        taken = sum(self.done.values())
-        ratio = taken / planned if planned and taken else 1.0
-        return todo * ratio / self.parallel
+        if not planned:
+            return todo / self.parallel
+        return (self.clock() - self.start) * todo / planned
 
     def __call__(self, message: str) -> None:
         with self.lock:
@@ -168,7 +173,7 @@ def run(ctx: common.Context, *, sources: Sequence[str],
                         ', '.join(sources), method, len(moving),
                         ', '.join(dict.fromkeys(destinations))))
     fx = Fleet(ctx, destinations, draft.packer,
-               Progress(ctx.progress, {r.id: r.estimate for r in draft.rows},
+               Progress(ctx.progress, {r.id: r.estimate for r in moving},
                         parallel=min(parallel, len(sources)),
                         clock=ctx.cloud.clock),
                draft.to_pin, method=method, finalize_now=finalize == 'now',
@@ -289,12 +294,12 @@ def move_server(fx: Fleet, ctx: common.Context, source: str,
     if not move.destination:          # a move under way keeps its own
         move.destination, why = fx.packer.book(server)
         if not move.destination:
-            fx.progress.finished(server.id, 0)
+            fx.progress.finished(server.id)
             return fleet_row(server, source, result=rows.REFUSED,
                              reason=why)
     row = migrate.move_one(ctx, source, move, timeout=fx.timeout,
                            on_timeout=fx.on_timeout)
-    fx.progress.finished(server.id, row.seconds)
+    fx.progress.finished(server.id)
     if row.result == rows.FAILED:
         fx.packer.release(server, move.destination)
     if row.result != rows.LIVE_MIGRATED or not fx.finalize_now:

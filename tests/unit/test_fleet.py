@@ -145,15 +145,17 @@ def test_run_dry_run_is_the_plan_and_asks_once():
 def test_progress_lines():
     lines = []
     when = datetime.datetime(2026, 11, 27, 16, 2, 11)
+    clock = fakes.FakeClock()
     progress = fleet.Progress(lines.append, {'a': 600, 'b': 600, 'c': 1200},
-                              parallel=2, now=lambda: when)
+                              parallel=2, now=lambda: when, clock=clock)
     progress('web-3: live-migrating intel-1 -> amd-2')
     assert lines[-1] == ('16:02:11 [0/3] web-3: live-migrating intel-1 -> '
                          'amd-2, about 20 min left')
-    progress.finished('a', 1200)          # twice as slow as planned
+    clock.t = 1000                        # 600 s planned took 1000 s
+    progress.finished('a')
     progress('web-4: migrating for 10 s')
     assert lines[-1].endswith('[1/3] web-4: migrating for 10 s, about '
-                              '30 min left')
+                              '50 min left')
     assert fleet.duration(7500) == '2 h 05 min'
     assert fleet.duration(30) == '30 s'
 
