@@ -46,6 +46,14 @@ def fleet_options(parsed_args: argparse.Namespace) -> dict:
             'ignore_guest_floor': parsed_args.ignore_guest_floor}
 
 
+def quiet(cmd, ctx):
+    """``openstack -q``: no progress lines (errors still go to stderr)."""
+    options = getattr(cmd.app, 'options', None)
+    if getattr(options, 'verbose_level', 1) == 0:
+        ctx.progress = lambda message: None
+    return ctx
+
+
 class PlanFleet(command.Lister):
     _description = ('Plan the move of every server of the source hosts: '
                     'destination, steps, refusals and migration time '
@@ -62,7 +70,7 @@ class PlanFleet(command.Lister):
     def take_action(self, parsed_args: argparse.Namespace):
         from osc_cpumigrate.workflow import plan
 
-        ctx = base.context(self, parsed_args)
+        ctx = quiet(self, base.context(self, parsed_args))
         return self.present(parsed_args, plan.plan(
             ctx, **fleet_options(parsed_args)))
 

@@ -40,7 +40,7 @@ class RunFleet(command.Lister):
     def take_action(self, parsed_args: argparse.Namespace):
         from osc_cpumigrate.workflow import fleet
 
-        ctx = base.context(self, parsed_args)
+        ctx = plan_command.quiet(self, base.context(self, parsed_args))
         return self.present(parsed_args, fleet.run(
             ctx, **plan_command.fleet_options(parsed_args),
             parallel=parsed_args.parallel, method=parsed_args.method,
