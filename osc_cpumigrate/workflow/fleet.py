@@ -119,6 +119,8 @@ class Fleet:
     timeout: float = 1800.0
     on_timeout: str = 'abort'
     ignore_guest_floor: bool = False
+    #: Why the plan refused a server: its row's reason when it stays.
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)
     extra: list[str] = dataclasses.field(default_factory=list)
 
     def worker(self) -> common.Context:
@@ -178,7 +180,9 @@ def run(ctx: common.Context, *, sources: Sequence[str],
                         clock=ctx.cloud.clock),
                draft.to_pin, method=method, finalize_now=finalize == 'now',
                model=model, flags=flags, timeout=timeout,
-               on_timeout=on_timeout, ignore_guest_floor=ignore_guest_floor)
+               on_timeout=on_timeout, ignore_guest_floor=ignore_guest_floor,
+               refused={r.id: r.reason for r in draft.rows
+                        if r.result == rows.REFUSED})
     with futures.ThreadPoolExecutor(max_workers=parallel) as pool:
         done = list(pool.map(lambda s: run_source(fx, s), sources))
     order = {r.id: i for i, r in enumerate(draft.rows)}
@@ -275,7 +279,8 @@ def migrate_source(fx: Fleet, ctx: common.Context, source: str,
     moves = migrate.plan_moves(ctx, source, ctx.cloud.servers_on_host(source),
                                found)
     for sid, row in found.items():
-        out.setdefault(sid, fleet_row(row, source))
+        out.setdefault(sid, fleet_row(row, source,
+                                      reason=fx.refused.get(sid)))
     stopped = False
     for move in moves:
         if stopped:

@@ -126,6 +126,12 @@ def test_run_refuses_guest_floor_but_moves_the_rest():
     row = {r.id: r for r in exc.value.results}[floor.id]
     assert row.result == 'refused' and 'x86-64-v4' in row.reason
     assert world.servers[floor.id].compute_host == 'intel-1'
+    # re-run: nothing left to pin; the row still says why it stays
+    with pytest.raises(PartialFailure) as exc:
+        go(world)
+    row = {r.id: r for r in exc.value.results}[floor.id]
+    assert row.result == 'refused' and 'x86-64-v4' in row.reason
+    assert world.hosts['intel-1'].calls.count('apply_transition') == 1
 
 
 def test_run_dry_run_is_the_plan_and_asks_once():
