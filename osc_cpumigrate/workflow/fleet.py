@@ -122,6 +122,10 @@ class Fleet:
     #: Why the plan refused a server: its row's reason when it stays.
     refused: dict[str, str] = dataclasses.field(default_factory=dict)
     extra: list[str] = dataclasses.field(default_factory=list)
+    #: Set when the run is interrupted: each source stops after the
+    #: server it is moving (a migration is followed to its end).
+    stop: threading.Event = dataclasses.field(
+        default_factory=threading.Event)
 
     def worker(self) -> common.Context:
         """A context for one source's thread: its own Cloud over the same
@@ -184,7 +188,13 @@ def run(ctx: common.Context, *, sources: Sequence[str],
                refused={r.id: r.reason for r in draft.rows
                         if r.result == rows.REFUSED})
     with futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-        done = list(pool.map(lambda s: run_source(fx, s), sources))
+        try:
+            done = list(pool.map(lambda s: run_source(fx, s), sources))
+        except BaseException:     # Ctrl-C: let each source finish a step
+            fx.stop.set()
+            ctx.progress('interrupted: each source stops after the server '
+                         'it is moving; run again to carry on')
+            raise
     order = {r.id: i for i, r in enumerate(draft.rows)}
     found = [r for per_source in done
              for r in sorted(per_source, key=lambda r: order.get(r.id, 1e9))]
@@ -283,10 +293,11 @@ def migrate_source(fx: Fleet, ctx: common.Context, source: str,
                                       reason=fx.refused.get(sid)))
     stopped = False
     for move in moves:
-        if stopped:
+        if stopped or fx.stop.is_set():
             out[move.server.id] = fleet_row(
                 move.server, source, result=rows.NOT_ATTEMPTED,
-                reason='the source stopped at an earlier failure')
+                reason='the source stopped at an earlier failure'
+                if stopped else 'the run was interrupted')
             continue
         out[move.server.id] = move_server(fx, ctx, source, move)
         stopped = out[move.server.id].result == rows.FAILED

@@ -173,3 +173,22 @@ def test_run_progress_goes_through_the_counter():
     counted = [line for line in shown if '] ' in line]
     assert any('[0/2]' in line for line in counted)
     assert any('[1/2]' in line for line in counted)
+
+
+def test_interrupted_run_stops_each_source_after_its_current_server():
+    world = world_of(per_source=2)
+    real = world.compute.live_migrate_server.side_effect
+    moved = []
+
+    def live_migrate(server, **kw):
+        moved.append(server)
+        if len(moved) == 1:
+            raise KeyboardInterrupt       # Ctrl-C during the first move
+        return real(server, **kw)
+    world.compute.live_migrate_server.side_effect = live_migrate
+    with pytest.raises(KeyboardInterrupt):
+        go(world, sources=['intel-1'])
+    assert len(moved) == 1
+    world.compute.live_migrate_server.side_effect = real
+    found = go(world, sources=['intel-1'])
+    assert [r.result for r in found] == ['finalized'] * 2
