@@ -21,8 +21,11 @@ LABCTL = os.path.join(ROOT, 'tests', 'lab', 'labctl')
 LOGS = os.path.join(ROOT, 'tests', 'lab', '.state', 'logs')
 BIN = os.path.dirname(sys.executable)
 OPENSTACK = os.path.join(BIN, 'openstack')
-#: Nova and Placement log every request (oslo's requestlog): "GET /v2.1/..."
-REQUEST = re.compile(r'requestlog .*? (\S+) "(GET|POST|PUT|DELETE|PATCH) ')
+#: Nova and Placement log every request (oslo's requestlog): "GET /v2.1/...".
+#: A request one service makes of another carries the caller's global
+#: request ID first (``[req-... req-...``); a client's has none (``[None``).
+REQUEST = re.compile(r'requestlog \[None [^]]*\] (\S+) '
+                     r'"(GET|POST|PUT|DELETE|PATCH) ')
 
 
 def lab_env(up_args=()):
