@@ -10,7 +10,9 @@ Destinations are packed with :class:`Packer`: the destinations' free
 capacity from Placement, booked server by server under a lock (``run``'s
 sources share one while they run in parallel), honouring the hard policies
 of server groups (``anti-affinity``: members on different hosts;
-``affinity``: members together).  The time estimate is the server's memory
+``affinity``: members together, which Nova's ``ServerGroupAffinityFilter``
+allows only onto a host where a member already is, so a group whose members
+all sit on a source is refused).  The time estimate is the server's memory
 over the bandwidth the cloud's recent live migrations achieved
 (:func:`bandwidth`).
 """
@@ -84,10 +86,9 @@ class Packer:
         """From Placement and the server groups; the hosts of group members
         that are not moving are looked up (one GET each)."""
         groups = server_groups(ctx)
-        moving_ids = {s.id for s in moving}
-        placed = {}
+        placed = {s.id: s.compute_host for s in moving if s.id in groups}
         for sid in {m for g in groups.values() for m in g.members}:
-            if sid not in moving_ids:
+            if sid not in placed:
                 try:
                     placed[sid] = ctx.cloud.get_server(sid).compute_host
                 except common.RECOVERABLE:
@@ -132,9 +133,11 @@ class Packer:
                            'already has a member' % group.name)
         together = [h for h in hosts if h in others]
         if others and not together:
-            return [], ('affinity group %s: its members are on %s, not a '
-                        'destination' % (group.name,
-                                         ', '.join(sorted(others))))
+            # Nova's ServerGroupAffinityFilter passes only the hosts of the
+            # group's members: one member cannot move away from the others.
+            return [], ('affinity group %s: its members are on %s, and '
+                        'Nova moves a member only to a host of the group'
+                        % (group.name, ', '.join(sorted(others))))
         return together or hosts, ('affinity group %s: no room beside its '
                                    'members' % group.name)
 
