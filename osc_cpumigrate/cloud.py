@@ -248,6 +248,11 @@ class Cloud:
                 props[name] = value
         return {k: str(v) for k, v in props.items()}
 
+    def server_groups(self) -> list[Any]:
+        """Every server group of every project (one listing per fleet plan,
+        never per step): their policies constrain the destinations."""
+        return self.read(self.compute.server_groups, all_projects=True)
+
     # -- migrations -------------------------------------------------------
 
     def require_microversion(self, version: str, what: str) -> None:
@@ -333,10 +338,14 @@ class Cloud:
         hypervisor's (often the FQDN) first, then the service host.
 
         Nova names the provider after the hypervisor, not the compute
-        service host (and since 2.53 its UUID is the hypervisor's)."""
+        service host (and since 2.53 its UUID is the hypervisor's).  Only
+        the hypervisors whose name contains the host's are listed (Nova
+        matches the pattern as a substring, 404 when none does), never every
+        hypervisor of the cloud."""
         names = [host]
         try:
-            for hyp in self.read(self.compute.hypervisors, details=True):
+            for hyp in self.read(self.compute.hypervisors, details=True,
+                                 hypervisor_hostname_pattern=host):
                 details = hyp.service_details or {}
                 if details.get('host') == host and hyp.name not in names:
                     names.insert(0, hyp.name)

@@ -233,3 +233,25 @@ class CheckRow:
     verdict: str                  # ok | warn | fail
     reason: str
 
+
+# -- fleet rows (plan, run) -----------------------------------------------
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlanRow(ServerRow):
+    """A row of ``plan`` (and of ``run --dry-run``): one server of a source,
+    where it goes and what will happen to it."""
+
+    source: str
+    destination: str = ''
+    steps: str = ''               # 'pin restart, live migration, finalize'
+    estimate: int = 0             # seconds its migration should take
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FleetRow(ServerRow):
+    """A row of ``run``: one server of a source, where it went, and its
+    last step's result."""
+
+    source: str
+    destination: str = ''
+    seconds: int = 0              # its migration's wall time

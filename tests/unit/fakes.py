@@ -198,6 +198,7 @@ class World:
         self.fail_migration: str | None = None   # reason of the next failure
         self.hang_migration = False
         self.aborted: list[str] = []
+        self.groups: list[Any] = []               # server groups
         self.seq = itertools.count(1)
         self.beats = itertools.count(1)
         self._wire()
@@ -257,6 +258,7 @@ class World:
         c.migrate_server.side_effect = self._cold_migrate
         c.confirm_server_resize.side_effect = self._confirm
         c.migrations.side_effect = self._migrations
+        c.server_groups.side_effect = lambda **_: iter(self.groups)
         c.server_migrations.side_effect = lambda s: iter(())
         c.abort_server_migration.side_effect = self._abort
         c.server_actions.side_effect = self._actions

@@ -40,7 +40,9 @@ def make_cloud(placement: mock.Mock) -> tuple[Cloud, list]:
     conn.placement = placement
     conn.compute.hypervisors.side_effect = lambda **kw: iter([
         hypervisor.Hypervisor(id='rp-1', name='amd-1.example.net',
-                              service_details={'host': 'amd-1'})])
+                              service_details={'host': 'amd-1'})]
+        if kw == {'details': True, 'hypervisor_hostname_pattern': 'amd-1'}
+        else [])
     asked = []
 
     def providers(**query):

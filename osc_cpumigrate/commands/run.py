@@ -1,0 +1,52 @@
+"""openstack cpumigrate run: the whole runbook for many sources."""
+
+import argparse
+
+from osc_lib.command import command
+
+from osc_cpumigrate.choices import ON_TIMEOUT
+from osc_cpumigrate.commands import base
+from osc_cpumigrate.commands import plan as plan_command
+from osc_cpumigrate.errors import translate_errors
+
+
+class RunFleet(command.Lister):
+    _description = ('Empty the source hosts: prepare, pin, live-migrate one '
+                    'server at a time per source and finalize each on '
+                    'arrival, up to --parallel sources at once')
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        plan_command.add_fleet_arguments(parser)
+        parser.add_argument(
+            '--parallel', metavar='<count>', type=int, default=1,
+            help='How many sources to work on at once (default: 1); each '
+                 'live-migrates one server at a time')
+        parser.add_argument(
+            '--timeout', metavar='<seconds>', type=float, default=1800.0,
+            help='How long one migration may run before --on-timeout '
+                 'applies (default: 1800)')
+        parser.add_argument(
+            '--on-timeout', metavar='<action>', choices=ON_TIMEOUT,
+            default='abort',
+            help='abort (default) or force-complete')
+        base.add_method(parser)
+        base.add_auto_approve(parser)
+        base.add_dry_run(parser)
+        base.add_host_options(parser)
+        return parser
+
+    @translate_errors
+    def take_action(self, parsed_args: argparse.Namespace):
+        from osc_cpumigrate.workflow import fleet
+
+        ctx = plan_command.quiet(self, base.context(self, parsed_args))
+        return self.present(parsed_args, fleet.run(
+            ctx, **plan_command.fleet_options(parsed_args),
+            parallel=parsed_args.parallel, method=parsed_args.method,
+            timeout=parsed_args.timeout, on_timeout=parsed_args.on_timeout,
+            dry_run=parsed_args.dry_run))
+
+    def present(self, parsed_args: argparse.Namespace, results: list):
+        kind = 'PlanRow' if parsed_args.dry_run else 'FleetRow'
+        return base.present(parsed_args, kind, results)

@@ -1,0 +1,350 @@
+"""plan: what ``run`` will do to every server of many sources (read-only).
+
+For each server of each source: its destination, the steps it will go
+through (pin restart, live or cold migration, finalize restart), or why it
+is refused (the guards ``check`` and ``pin`` apply: guest floors, busy,
+stopped by an interrupted pin, a state that cannot move), and how long its
+migration should take.
+
+Destinations are packed with :class:`Packer`: the destinations' free
+capacity from Placement, booked server by server under a lock (``run``'s
+sources share one while they run in parallel), honouring the hard policies
+of server groups (``anti-affinity``: members on different hosts;
+``affinity``: members together, which Nova's ``ServerGroupAffinityFilter``
+allows only onto a host where a member already is, so a group whose members
+all sit on a source is refused).  The time estimate is the server's memory
+over the bandwidth the cloud's recent live migrations achieved
+(:func:`bandwidth`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import dataclasses
+import logging
+import threading
+from typing import Any
+
+from osc_cpumigrate.cloud import flavor_needs
+from osc_cpumigrate.cloud import parse_time
+from osc_cpumigrate.errors import WorkflowError
+from osc_cpumigrate.host import api as host_api
+from osc_cpumigrate.types import Capacity
+from osc_cpumigrate.workflow import common
+from osc_cpumigrate.workflow import cpuchoice
+from osc_cpumigrate.workflow import rows
+from osc_cpumigrate.workflow.restart import stopped_by_us
+
+LOG = logging.getLogger(__name__)
+
+LIVE = 'live-migration'
+COLD = 'migration'
+#: Bytes per second assumed when the cloud has no completed live migration
+#: to learn from: 1 Gbit/s, a conservative migration network.
+DEFAULT_BANDWIDTH = 125_000_000
+#: How many recent live migrations the bandwidth is learnt from.
+RECENT = 10
+HARD_POLICIES = ('affinity', 'anti-affinity')
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    name: str
+    policy: str
+    members: tuple[str, ...]
+
+
+def server_groups(ctx: common.Context) -> dict[str, Group]:
+    """Server ID -> its server group, for groups with a hard policy."""
+    found = {}
+    for group in ctx.cloud.server_groups():
+        policy = group.policy or (group.policies or [''])[0]
+        if policy not in HARD_POLICIES:
+            continue            # soft-*: a weigher's preference, not a rule
+        value = Group(group.name or group.id, policy,
+                      tuple(group.member_ids or ()))
+        for member in value.members:
+            found[member] = value
+    return found
+
+
+class Packer:
+    """The destinations' free capacity, booked server by server under a
+    lock, honouring server groups: parallel sources never overfill a
+    destination nor put two anti-affinity members together."""
+
+    def __init__(self, free: dict[str, Capacity], groups: dict[str, Group],
+                 placed: dict[str, str]) -> None:
+        self.free = dict(free)
+        self.groups = groups
+        self.placed = dict(placed)      # group members: ID -> host
+        self.lock = threading.Lock()
+
+    @classmethod
+    def of(cls, ctx: common.Context, destinations: Sequence[str],
+           moving: Sequence[Any]) -> Packer:
+        """From Placement and the server groups; the hosts of group members
+        that are not moving are looked up (one GET each)."""
+        groups = server_groups(ctx)
+        placed = {s.id: s.compute_host for s in moving if s.id in groups}
+        for sid in {m for g in groups.values() for m in g.members}:
+            if sid not in placed:
+                try:
+                    placed[sid] = ctx.cloud.get_server(sid).compute_host
+                except common.RECOVERABLE:
+                    continue
+        free = {d: ctx.cloud.capacity(d) for d in dict.fromkeys(destinations)}
+        return cls(free, groups, placed)
+
+    def book(self, server: Any) -> tuple[str, str]:
+        """(destination, '') with its capacity booked, or ('', why not)."""
+        with self.lock:
+            allowed, why = self._allowed(server)
+            if not allowed:
+                return '', why
+            free = {d: self.free[d] for d in allowed}
+            best = common.choose_destination(free, server)
+            if not best:
+                return '', why or 'no destination has room'
+            self.free[best] = free[best]
+            if server.id in self.groups:
+                self.placed[server.id] = best
+            return best, ''
+
+    def release(self, server: Any, destination: str) -> None:
+        """Give back a booking whose migration did not happen."""
+        with self.lock:
+            if destination in self.free:
+                self.free[destination] = self.free[destination].minus(
+                    *(-n for n in flavor_needs(server)))
+            if self.placed.get(server.id) == destination:
+                del self.placed[server.id]
+
+    def _allowed(self, server: Any) -> tuple[list[str], str]:
+        hosts = list(self.free)
+        group = self.groups.get(server.id)
+        if group is None:
+            return hosts, ''
+        others = {self.placed[m] for m in group.members
+                  if m != server.id and m in self.placed}
+        if group.policy == 'anti-affinity':
+            hosts = [h for h in hosts if h not in others]
+            return hosts, ('anti-affinity group %s: every destination '
+                           'already has a member' % group.name)
+        together = [h for h in hosts if h in others]
+        if others and not together:
+            # Nova's ServerGroupAffinityFilter passes only the hosts of the
+            # group's members: one member cannot move away from the others.
+            return [], ('affinity group %s: its members are on %s, and '
+                        'Nova moves a member only to a host of the group'
+                        % (group.name, ', '.join(sorted(others))))
+        return together or hosts, ('affinity group %s: no room beside its '
+                                   'members' % group.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bandwidth:
+    bytes_per_second: float
+    basis: str                     # how it was found, for the operator
+
+
+def bandwidth(ctx: common.Context, hosts: Sequence[str]) -> Bandwidth:
+    """What the cloud's recent completed live migrations into or out of
+    ``hosts`` achieved: their guests' memory (flavor RAM) over their
+    duration (the record's ``updated_at - created_at``), else
+    :data:`DEFAULT_BANDWIDTH`.  Bounded: the :data:`RECENT` newest records
+    of these hosts, one server GET each."""
+    records: dict[str, Any] = {}
+    for host in dict.fromkeys(hosts):
+        for rec in ctx.cloud.host_migrations(host, LIVE):
+            records[rec.id] = rec
+    newest = sorted(records.values(), key=lambda r: r.updated_at or '',
+                    reverse=True)[:RECENT]
+    total_bytes = total_seconds = 0.0
+    for rec in newest:
+        start, end = parse_time(rec.created_at), parse_time(rec.updated_at)
+        if start is None or end is None or end <= start:
+            continue
+        try:
+            ram_mb = flavor_needs(ctx.cloud.get_server(rec.server_id))[1]
+        except common.RECOVERABLE:
+            continue                       # deleted since
+        total_bytes += ram_mb * 2**20
+        total_seconds += (end - start).total_seconds()
+    if total_bytes and total_seconds:
+        return Bandwidth(total_bytes / total_seconds, 'the last %d live '
+                         'migrations' % len(newest))
+    return Bandwidth(DEFAULT_BANDWIDTH, 'the default (no recent live '
+                     'migration)')
+
+
+def estimate(server: Any, speed: Bandwidth) -> int:
+    """Seconds the live migration of ``server`` should take."""
+    return max(1, round(flavor_needs(server)[1] * 2**20
+                        / speed.bytes_per_second))
+
+
+def require_hosts(ctx: common.Context, sources: Sequence[str],
+                  destinations: Sequence[str]) -> None:
+    """Every source known, every destination usable and no source."""
+    if not sources or not destinations:
+        raise WorkflowError('give at least one --source and one '
+                            '--destination')
+    both = set(sources) & set(destinations)
+    if both:
+        raise WorkflowError('%s both source and destination'
+                            % ', '.join(sorted(both)))
+    for source in dict.fromkeys(sources):
+        ctx.cloud.compute_service(source)
+    problems = []
+    for dest in dict.fromkeys(destinations):
+        problem = common.destination_problem(
+            '', ctx.cloud.compute_service(dest))
+        if problem:
+            problems.append('%s is %s' % (dest, problem))
+    if problems:
+        raise WorkflowError('unusable destination: %s' % '; '.join(problems))
+
+
+class Look:
+    """What a source's nova.conf and domains say about its servers: pinned
+    already, or refused a transition CPU by its guest floor.  The
+    transition CPU is worked out (as ``prepare`` would) only when a server
+    still needs pinning."""
+
+    def __init__(self, ctx: common.Context, host: host_api.Host,
+                 destinations: Sequence[str], *, model: str,
+                 flags: Sequence[str], ignore_guest_floor: bool) -> None:
+        self.ctx, self.host, self.destinations = ctx, host, destinations
+        self.model, self.flags = model, tuple(flags)
+        self.ignore_guest_floor = ignore_guest_floor
+        self.conf = host.nova_conf()
+        self.host_cpu: host_api.HostCpu | None = None
+        self.guard: Any = None
+        self.settings: host_api.CpuSettings | None = None
+        self.error = ''
+
+    def pinned(self, server: Any) -> bool:
+        guest = self.host.guest_cpu(server.id)
+        if self.conf.transitioned:
+            return common.runs_settings(guest, self.conf.settings)
+        if self.host_cpu is None:
+            self.host_cpu = self.host.host_cpu()
+        return not common.is_native(guest, self.conf.original, self.host_cpu)
+
+    def floor(self, server: Any) -> str | None:
+        """Why pin would refuse the server (its guest floor), or None."""
+        if self.ignore_guest_floor:
+            return None
+        if self.guard is None and not self.error:
+            self._transition()
+        if self.error:
+            return self.error
+        return self.guard(server, self.settings, self.host)
+
+    def _transition(self) -> None:
+        if self.conf.transitioned:
+            self.settings = self.conf.settings
+            self.guard = cpuchoice.floor_guard(self.ctx)
+            return
+        found = cpuchoice.survey(self.ctx, self.host.name, self.destinations,
+                                 self.model, self.flags)
+        if found.cpu is None:
+            self.error = ('no transition CPU is accepted by every host: %s'
+                          % found.error)
+            return
+        self.settings = host_api.CpuSettings(
+            'custom', (found.cpu.model,), tuple(found.cpu.extra_flags))
+        self.guard = cpuchoice.floor_guard(self.ctx, found.cpu.features)
+
+    def steps(self, server: Any) -> tuple[str, list[str], str]:
+        """(LIVE or COLD or '', the steps, why it is refused)."""
+        source = self.host.name
+        if stopped_by_us(server):
+            return LIVE, ['start (interrupted pin)', 'live migration'], ''
+        if server.status == 'MIGRATING':
+            return LIVE, ['live migration (under way)'], ''
+        doing = common.busy(server)
+        if doing:
+            return '', [], 'busy: %s' % doing
+        if server.status == 'SHUTOFF':
+            return COLD, ['cold migration'], ''
+        if server.status != 'ACTIVE':
+            return '', [], 'stays on %s: %s' % (source, server.status)
+        if self.pinned(server):
+            return LIVE, ['live migration'], ''
+        why = self.floor(server)
+        if why:
+            return '', [], why
+        return LIVE, ['pin restart', 'live migration'], ''
+
+
+@dataclasses.dataclass
+class Draft:
+    """A fleet plan: its rows, and what ``run`` needs besides them."""
+
+    rows: list[rows.PlanRow]
+    to_pin: set[str]                  # sources prepare and pin must visit
+    speed: Bandwidth
+    packer: Packer                    # as booked by the plan
+
+
+def plan(ctx: common.Context, *, sources: Sequence[str],
+         destinations: Sequence[str], model: str = 'auto',
+         flags: Sequence[str] = (), finalize: str = 'now',
+         ignore_guest_floor: bool = False) -> list[rows.PlanRow]:
+    """The plan's rows; PartialFailure when some server is refused."""
+    draft = build(ctx, sources=sources, destinations=destinations,
+                  model=model, flags=flags, finalize=finalize,
+                  ignore_guest_floor=ignore_guest_floor)
+    return common.finish(draft.rows)
+
+
+def build(ctx: common.Context, *, sources: Sequence[str],
+          destinations: Sequence[str], model: str, flags: Sequence[str],
+          finalize: str, ignore_guest_floor: bool) -> Draft:
+    require_hosts(ctx, sources, destinations)
+    listed = {s: ctx.cloud.servers_on_host(s) for s in dict.fromkeys(sources)}
+    packer = Packer.of(ctx, destinations,
+                       [s for found in listed.values() for s in found])
+    initial = Packer(packer.free, packer.groups, packer.placed)
+    speed = bandwidth(ctx, [*listed, *destinations])
+    ctx.progress('migration times estimated at %.0f MB/s (%s)'
+                 % (speed.bytes_per_second / 1e6, speed.basis))
+    found: list[rows.PlanRow] = []
+    to_pin: set[str] = set()
+    for source, servers in listed.items():
+        with ctx.host(source) as host:
+            look = Look(ctx, host, destinations, model=model, flags=flags,
+                        ignore_guest_floor=ignore_guest_floor)
+            if look.conf.transitioned:
+                to_pin.add(source)
+            for server in servers:
+                found.append(server_row(look, server, packer, speed,
+                                        finalize=finalize))
+                if found[-1].steps.startswith(('pin', 'start')):
+                    to_pin.add(source)
+    return Draft(found, to_pin, speed, initial)
+
+
+def server_row(look: Look, server: Any, packer: Packer, speed: Bandwidth, *,
+               finalize: str) -> rows.PlanRow:
+    source = look.host.name
+    kind, steps, why = look.steps(server)
+    destination = ''
+    if not why:
+        destination, why = packer.book(server)
+    if why:
+        return rows.PlanRow(
+            id=server.id, name=server.name or '', host=source,
+            status=server.status, result=rows.REFUSED, reason=why,
+            source=source)
+    if kind == LIVE and finalize == 'now':
+        steps.append('finalize restart')
+    return rows.PlanRow(
+        id=server.id, name=server.name or '', host=source,
+        status=server.status,
+        result=rows.WOULD_LIVE_MIGRATE if kind == LIVE
+        else rows.WOULD_COLD_MIGRATE,
+        source=source, destination=destination, steps=', '.join(steps),
+        estimate=estimate(server, speed) if kind == LIVE else 0)

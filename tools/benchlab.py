@@ -1,0 +1,116 @@
+"""What the lab benchmarks (tools/bench-migrate, tools/bench-fleet) share:
+the lab's client environment, booting, the CLI, Nova's own migration
+durations and the API request count from the lab's request logs.
+
+The figures are whatever the lab does: its live migrations take the time
+the lab's driver gives them (a few seconds today; realistic times, memory
+over bandwidth, once the lab models them), and its APIs run under one
+gunicorn worker on a 2-core machine shared with other work.
+"""
+
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+LABCTL = os.path.join(ROOT, 'tests', 'lab', 'labctl')
+LOGS = os.path.join(ROOT, 'tests', 'lab', '.state', 'logs')
+BIN = os.path.dirname(sys.executable)
+OPENSTACK = os.path.join(BIN, 'openstack')
+#: Nova and Placement log every request (oslo's requestlog): "GET /v2.1/...".
+#: A request one service makes of another carries the caller's global
+#: request ID first (``[req-... req-...``); a client's has none (``[None``).
+REQUEST = re.compile(r'requestlog \[None [^]]*\] (\S+) '
+                     r'"(GET|POST|PUT|DELETE|PATCH) ')
+
+
+def lab_env(up_args=()):
+    subprocess.run([LABCTL, 'up', *up_args], check=True,
+                   stdout=subprocess.DEVNULL)
+    out = subprocess.run([LABCTL, 'env'], check=True, text=True,
+                         stdout=subprocess.PIPE).stdout
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ['PATH'])
+    for line in out.splitlines():
+        if line.startswith('export '):
+            key, _sep, value = line[len('export '):].partition('=')
+            env[key] = value.strip("'\"")
+    return env
+
+
+def sh(env, *argv, check=True):
+    return subprocess.run(argv, env=env, text=True, check=check,
+                          stdin=subprocess.DEVNULL, capture_output=True)
+
+
+def osc(env, *args):
+    out = sh(env, OPENSTACK, *args, '-f', 'json').stdout
+    return json.loads(out) if out.strip() else []
+
+
+def boot(env, host, count, prefix):
+    """Boot on ``host`` (enabled first: a prepared host is disabled)."""
+    sh(env, OPENSTACK, 'compute', 'service', 'set', '--enable', host,
+       'nova-compute')
+    sh(env, LABCTL, 'boot', '--host', host, '--count', str(count),
+       '--name-prefix', prefix)
+    return [s['ID'] for s in osc(env, 'server', 'list', '--all-projects',
+                                 '--host', host)
+            if s['Name'].startswith(prefix)]
+
+
+def timed(env, *argv):
+    start = time.monotonic()
+    proc = sh(env, *argv, check=False)
+    if proc.returncode:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit('%s failed' % ' '.join(argv[:4]))
+    return time.monotonic() - start
+
+
+def parse(value):
+    when = datetime.datetime.fromisoformat(value.replace('Z', ''))
+    return when.replace(tzinfo=None)
+
+
+def nova_seconds(env, server_ids):
+    """The sum of Nova's own durations of the servers' newest completed
+    live migrations (migration record updated_at - created_at)."""
+    total = 0.0
+    for sid in server_ids:
+        records = osc(env, 'server', 'migration', 'list', '--server', sid,
+                      '--type', 'live-migration', '--status', 'completed')
+        newest = max(records, key=lambda m: m['Created At'])
+        total += (parse(newest['Updated At'])
+                  - parse(newest['Created At'])).total_seconds()
+    return total
+
+
+class Requests:
+    """Count the HTTP requests Nova and Placement logged from one client
+    address between two points."""
+
+    FILES = ('nova-api.out', 'placement.out')
+
+    def __init__(self):
+        self.client = '10.237.%s.1' % (
+            os.environ.get('CPUMIGRATE_LAB_SLOT') or '0')
+        self.marks = {}
+
+    def mark(self):
+        self.marks = {f: os.path.getsize(os.path.join(LOGS, f))
+                      for f in self.FILES}
+
+    def count(self):
+        found = {}
+        for name in self.FILES:
+            with open(os.path.join(LOGS, name), errors='replace') as f:
+                f.seek(self.marks.get(name, 0))
+                found[name] = sum(
+                    1 for line in f
+                    if (m := REQUEST.search(line)) and m.group(1)
+                    == self.client)
+        return found
