@@ -46,21 +46,26 @@ def fleet_options(parsed_args: argparse.Namespace) -> dict:
             'ignore_guest_floor': parsed_args.ignore_guest_floor}
 
 
-def quiet(cmd, ctx):
-    """``openstack -q``: no progress lines (errors still go to stderr)."""
-    options = getattr(cmd.app, 'options', None)
-    if getattr(options, 'verbose_level', 1) == 0:
-        ctx.progress = lambda message: None
-    return ctx
-
-
 class PlanFleet(command.Lister):
     _description = ('Plan the move of every server of the source hosts: '
                     'destination, steps, refusals and migration time '
                     '(read-only)')
+    _epilog = """\
+Before a fleet run: review where every server goes and what happens to it.
+
+Example::
+
+    openstack cpumigrate plan --source intel-1 --source intel-2 \\
+        --destination amd-1 --destination amd-2 -f json
+
+A server that cannot move is ``refused`` with its reason, and the command
+exits 1, so a pipeline can gate on it.
+
+Next: ``openstack cpumigrate run`` with the same hosts."""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
+        base.keep_paragraphs(parser)
         add_fleet_arguments(parser)
         base.add_dry_run(parser, read_only=True)
         base.add_host_options(parser)
@@ -70,7 +75,7 @@ class PlanFleet(command.Lister):
     def take_action(self, parsed_args: argparse.Namespace):
         from osc_cpumigrate.workflow import plan
 
-        ctx = quiet(self, base.context(self, parsed_args))
+        ctx = base.context(self, parsed_args)
         return self.present(parsed_args, plan.plan(
             ctx, **fleet_options(parsed_args)))
 

@@ -14,9 +14,21 @@ class RunFleet(command.Lister):
     _description = ('Empty the source hosts: prepare, pin, live-migrate one '
                     'server at a time per source and finalize each on '
                     'arrival, up to --parallel sources at once')
+    _epilog = """\
+The whole runbook for many sources: prepare, pin, migrate, and finalize
+each server as soon as it has arrived.  It can be run again after an
+interruption: it carries on from what the cloud and the hosts show.
+
+Example::
+
+    openstack cpumigrate run --source intel-1 --source intel-2 \\
+        --destination amd-1 --destination amd-2 --parallel 2
+
+Next: ``openstack cpumigrate status`` on each source and destination."""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
+        base.keep_paragraphs(parser)
         plan_command.add_fleet_arguments(parser)
         parser.add_argument(
             '--parallel', metavar='<count>', type=int, default=1,
@@ -33,14 +45,14 @@ class RunFleet(command.Lister):
         base.add_method(parser)
         base.add_auto_approve(parser)
         base.add_dry_run(parser)
-        base.add_host_options(parser)
+        base.add_host_options(parser, restarts_compute=True)
         return parser
 
     @translate_errors
     def take_action(self, parsed_args: argparse.Namespace):
         from osc_cpumigrate.workflow import fleet
 
-        ctx = plan_command.quiet(self, base.context(self, parsed_args))
+        ctx = base.context(self, parsed_args)
         return self.present(parsed_args, fleet.run(
             ctx, **plan_command.fleet_options(parsed_args),
             parallel=parsed_args.parallel, method=parsed_args.method,

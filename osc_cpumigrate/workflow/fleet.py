@@ -33,7 +33,6 @@ import time
 from typing import Any
 
 from osc_cpumigrate.choices import ON_TIMEOUT
-from osc_cpumigrate.cloud import utcnow
 from osc_cpumigrate.errors import PartialFailure
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import common
@@ -62,10 +61,9 @@ class Progress:
 
     def __init__(self, say: Callable[[str], None], estimates: dict[str, int],
                  *, parallel: int,
-                 clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], Any] = utcnow) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.say, self.estimates = say, dict(estimates)
-        self.parallel, self.clock, self.now = max(1, parallel), clock, now
+        self.parallel, self.clock = max(1, parallel), clock
         self.start = clock()
         self.done: set[str] = set()
         self.lock = threading.Lock()
@@ -85,9 +83,8 @@ class Progress:
     def __call__(self, message: str) -> None:
         with self.lock:
             left = self.left()
-            line = '%s [%d/%d] %s%s' % (
-                self.now().strftime('%H:%M:%S'), len(self.done),
-                len(self.estimates), message.rstrip(),
+            line = '[%d/%d] %s%s' % (
+                len(self.done), len(self.estimates), message.rstrip(),
                 ', about %s left' % duration(left) if left else '')
             self.say(line)
 

@@ -45,7 +45,7 @@ class TestFleetCommands(CommandTest):
         self.assertRaises(osc_exc.CommandError, cmd.take_action, parsed)
         cmd, parsed = self.run_cmd(
             run.RunFleet, HOSTS + ['--auto-approve', '--finalize', 'later'])
-        self.app.options = mock.Mock(verbose_level=0)
+        self.app.options = mock.Mock(verbose_level=0, debug=False)
         self.app.stderr = io.StringIO()
         columns, data = cmd.take_action(parsed)
         self.assertEqual('Seconds', columns[-1])
