@@ -19,6 +19,7 @@ from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
+from osc_cpumigrate import audit
 from osc_cpumigrate import poll
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.types import Capacity
@@ -59,8 +60,11 @@ class Cloud:
 
     def __init__(self, conn: Any, *, interval: float = 2.0,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 recorder: audit.Recorder | None = None) -> None:
         self.conn = conn
+        #: Every change below is one line of the audit trail.
+        self.audit = recorder or audit.NULL
         self.compute = conn.compute
         self.interval = interval
         self.sleep = sleep
@@ -112,13 +116,16 @@ class Cloud:
         return services[0]
 
     def disable_service(self, service: Any, reason: str) -> Any:
-        return self.compute.disable_service(
-            service, host=service.host, binary=COMPUTE_BINARY,
-            disabled_reason=reason)
+        with self.audit.action('service-disabled', host=service.host,
+                               reason=reason):
+            return self.compute.disable_service(
+                service, host=service.host, binary=COMPUTE_BINARY,
+                disabled_reason=reason)
 
     def enable_service(self, service: Any) -> Any:
-        return self.compute.enable_service(
-            service, host=service.host, binary=COMPUTE_BINARY)
+        with self.audit.action('service-enabled', host=service.host):
+            return self.compute.enable_service(
+                service, host=service.host, binary=COMPUTE_BINARY)
 
     def wait_service_up(self, host: str, baseline: str | None,
                         timeout: float) -> Any:
@@ -215,19 +222,29 @@ class Cloud:
 
     def reboot(self, server: Any) -> None:
         """A hard reboot: libvirt rebuilds the domain from nova.conf."""
-        self.compute.reboot_server(server, 'HARD')
+        with self.audit.action('server-rebooted', type='HARD',
+                               **audit.server_fields(server)):
+            self.compute.reboot_server(server, 'HARD')
 
     def stop(self, server: Any) -> None:
-        self.compute.stop_server(server)
+        with self.audit.action('server-stopped',
+                               **audit.server_fields(server)):
+            self.compute.stop_server(server)
 
     def start(self, server: Any) -> None:
-        self.compute.start_server(server)
+        with self.audit.action('server-started',
+                               **audit.server_fields(server)):
+            self.compute.start_server(server)
 
     def set_metadata(self, server: Any, **items: str) -> None:
-        self.compute.set_server_metadata(server, **items)
+        with self.audit.action('server-metadata-set', metadata=items,
+                               **audit.server_fields(server)):
+            self.compute.set_server_metadata(server, **items)
 
     def delete_metadata(self, server: Any, keys: list[str]) -> None:
-        self.compute.delete_server_metadata(server, keys)
+        with self.audit.action('server-metadata-deleted', keys=list(keys),
+                               **audit.server_fields(server)):
+            self.compute.delete_server_metadata(server, keys)
 
     def image_properties(self, server: Any) -> dict[str, str]:
         """The properties of the image a server was booted from ({} for a
@@ -256,15 +273,23 @@ class Cloud:
                                 'later' % (what, version))
 
     def live_migrate(self, server: Any, host: str) -> None:
-        self.compute.live_migrate_server(server, host=host,
-                                         block_migration='auto')
+        with self.audit.action('migration-started', kind='live',
+                               destination=host,
+                               **audit.server_fields(server)):
+            self.compute.live_migrate_server(server, host=host,
+                                             block_migration='auto')
 
     def cold_migrate(self, server: Any, host: str) -> None:
         self.require_microversion('2.56', 'cold migration to a named host')
-        self.compute.migrate_server(server, host=host)
+        with self.audit.action('migration-started', kind='cold',
+                               destination=host,
+                               **audit.server_fields(server)):
+            self.compute.migrate_server(server, host=host)
 
     def confirm_resize(self, server: Any) -> None:
-        self.compute.confirm_server_resize(server)
+        with self.audit.action('migration-confirmed',
+                               **audit.server_fields(server)):
+            self.compute.confirm_server_resize(server)
 
     def migrations(self, server: Any, kind: str) -> list[Any]:
         """The server's migration records of ``kind``, newest first."""
@@ -292,12 +317,18 @@ class Cloud:
 
     def abort_migration(self, migration: Any, server: Any) -> None:
         self.require_microversion('2.24', 'aborting a live migration')
-        self.compute.abort_server_migration(migration.id, server,
-                                            ignore_missing=False)
+        with self.audit.action('migration-aborted', migration=migration.id,
+                               **audit.server_fields(server)):
+            self.compute.abort_server_migration(migration.id, server,
+                                                ignore_missing=False)
 
     def force_complete_migration(self, migration: Any, server: Any) -> None:
         self.require_microversion('2.22', 'force-completing a migration')
-        self.compute.force_complete_server_migration(migration.id, server)
+        with self.audit.action('migration-force-completed',
+                               migration=migration.id,
+                               **audit.server_fields(server)):
+            self.compute.force_complete_server_migration(migration.id,
+                                                         server)
 
     def action_error(self, server: Any, action: str) -> str | None:
         """Why the newest ``action`` on the server failed, from its

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from osc_lib import utils
 
+from osc_cpumigrate import audit
 from osc_cpumigrate.choices import PROFILES
 from osc_cpumigrate.choices import RESTART_METHODS
 from osc_cpumigrate.errors import WorkflowError
@@ -114,7 +115,17 @@ def add_restart_options(parser: argparse.ArgumentParser) -> None:
     add_method(parser)
     add_auto_approve(parser)
     add_dry_run(parser)
+    add_lock_options(parser)
     add_host_options(parser)
+
+
+def add_lock_options(parser: argparse.ArgumentParser) -> None:
+    """What the verbs that change a host (and hold its lock) share."""
+    parser.add_argument(
+        '--break-lock', action='store_true',
+        help='Take over the host lock of a run that died (a stale lock: '
+             'its process is gone, or it was not refreshed for 5 minutes); '
+             'a live lock is never broken')
 
 
 def add_host_options(parser: argparse.ArgumentParser) -> None:
@@ -165,6 +176,13 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
         default=utils.env('OS_CPUMIGRATE_RESTART_COMMAND') or None,
         help='Command that restarts nova-compute, overriding the profile '
              '(Env: OS_CPUMIGRATE_RESTART_COMMAND)')
+    group.add_argument(
+        '--audit-log', metavar='<path>',
+        default=utils.env(audit.ENV) or audit.default_path(),
+        help='Append a JSON line per change made to this file (default: '
+             '$XDG_STATE_HOME/osc-cpumigrate/audit.log, i.e. '
+             '~/.local/state/osc-cpumigrate/audit.log) '
+             '(Env: %s)' % audit.ENV)
     group.add_argument(
         '--service-timeout', metavar='<seconds>', type=float,
         default=env_float('OS_CPUMIGRATE_SERVICE_TIMEOUT', 180.0),
@@ -217,11 +235,36 @@ def context(cmd: Any, parsed_args: argparse.Namespace) -> Any:
         stderr.write(message.rstrip('\n') + '\n')
         stderr.flush()
 
+    conn = cmd.app.client_manager.cpumigrate.sdk_connection
+    recorder = recorder_of(cmd, parsed_args, conn)
     return Context(
-        cloud=Cloud(cmd.app.client_manager.cpumigrate.sdk_connection),
+        cloud=Cloud(conn, recorder=recorder),
         host_options=host_options(parsed_args),
+        audit=recorder,
+        break_lock=getattr(parsed_args, 'break_lock', False),
         progress=progress,
         confirm=terminal_confirm(cmd.app.stdin, stderr,
                                  getattr(parsed_args, 'auto_approve', False)),
         service_timeout=parsed_args.service_timeout,
     )
+
+
+def recorder_of(cmd: Any, parsed_args: argparse.Namespace,
+                conn: Any) -> audit.Recorder:
+    """The audit trail of this run: who (local user, cloud user), which
+    cloud, which verb."""
+    options = getattr(cmd.app, 'options', None)
+    cloud = (getattr(options, 'cloud', None) or getattr(getattr(
+        cmd.app.client_manager, '_cli_options', None), 'name', None) or '')
+
+    def os_user() -> str:
+        auth = getattr(getattr(conn, 'config', None), 'auth', None)
+        name = auth.get('username') if isinstance(auth, dict) else None
+        name = name or conn.current_user_id
+        return name if isinstance(name, str) else ''
+
+    verb = getattr(cmd, 'cmd_name', None)
+    return audit.Recorder(
+        getattr(parsed_args, 'audit_log', None) or audit.default_path(),
+        cloud=cloud if isinstance(cloud, str) else '',
+        verb=verb if isinstance(verb, str) else '', os_user=os_user)

@@ -35,6 +35,7 @@ class MigrateServers(command.Lister):
             help='abort (default: the server stays on its source) or '
                  'force-complete (pause the guest to finish)')
         base.add_dry_run(parser)
+        base.add_lock_options(parser)
         base.add_host_options(parser)
         return parser
 

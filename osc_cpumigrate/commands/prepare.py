@@ -23,6 +23,7 @@ class PrepareHost(command.Lister):
             help='Reason recorded on the disabled compute service '
                  '(default: names this tool)')
         base.add_dry_run(parser)
+        base.add_lock_options(parser)
         base.add_host_options(parser)
         base.add_long(parser)
         return parser

@@ -205,6 +205,17 @@ def read_settings(text: str) -> CpuSettings:
     return CpuSettings(mode=mode, models=models, extra_flags=flags)
 
 
+def read_option(text: str, section: str, key: str) -> str | None:
+    """One option's value as oslo.config reads it (the last occurrence
+    wins, one pair of quotes dropped), or None when unset."""
+    value = None
+    for blk in _parse(text):
+        if blk.section == section and blk.kind == 'option' and (
+                blk.key == key):
+            value = _unquote(blk.value or '')
+    return value
+
+
 def find_marker(text: str) -> Marker | None:
     """cpumigrate's transition marker in ``[libvirt]``, if the file has one."""
     lines = split_lines(text)

@@ -22,6 +22,7 @@ from osc_cpumigrate.cloud import MIGRATION_FAILED
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import common
+from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import rows
 from osc_cpumigrate.workflow.restart import stopped_by_us
 
@@ -72,6 +73,7 @@ def row(server: Any, source: str, result: str, reason: str = '', *,
         seconds=round(seconds))
 
 
+@hostlock.holds_lock
 def migrate(ctx: common.Context, source: str, *,
             destinations: Sequence[str], servers: Sequence[str] = (),
             timeout: float = 1800.0, on_timeout: str = 'abort',

@@ -16,6 +16,7 @@ from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import cpuchoice
+from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import rows
 
 LOG = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ LOG = logging.getLogger(__name__)
 DEFAULT_REASON = 'osc-cpumigrate: moving servers to another CPU vendor'
 
 
+@hostlock.holds_lock
 def prepare(ctx: common.Context, host_name: str, *,
             destinations: Sequence[str] = (), model: str = 'auto',
             flags: Sequence[str] = (), disable_reason: str | None = None,

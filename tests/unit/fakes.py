@@ -77,6 +77,10 @@ class FakeHost:
         self.qemu_version = '7.2.0'
         self.refuse_compare = False
         self.compared: list[str] = []
+        self.hostname = name          # what uname -n says
+        self.conf_host: str | None = name   # [DEFAULT] host
+        self.lock: str | None = None  # the lock file's content
+        self.lock_age = 0
 
     # -- what the simulation needs ---------------------------------------
 
@@ -141,6 +145,29 @@ class FakeHost:
 
     def compute_started_at(self) -> datetime.datetime | None:
         return self.started_at
+
+    def identity(self) -> host_api.HostIdentity:
+        return host_api.HostIdentity(self.hostname, self.conf_host,
+                                     frozenset(self.domains))
+
+    def lock_file(self, op: str, *, token: str = '',
+                  content: str = '') -> tuple[bool, str]:
+        """The lock script's rules, in memory."""
+        mine = bool(token) and self.lock is not None and (
+            '"token": "%s"' % token) in self.lock
+        held = ('age %d\n%s' % (self.lock_age, self.lock)
+                if self.lock is not None else '')
+        if op == 'take' and (mine or (not token and self.lock is None)):
+            self.lock, self.lock_age = content, 0
+            return True, ''
+        if op == 'refresh' and mine:
+            self.lock_age = 0
+            return True, ''
+        if op == 'release':
+            if mine:
+                self.lock = None
+            return True, ''
+        return False, held
 
     def guest_cpu(self, instance_uuid: str) -> host_api.GuestCpu:
         if instance_uuid not in self.domains:
