@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import logging
 import re
+import secrets
 import shlex
 
 from osc_cpumigrate.errors import HostError
@@ -99,7 +100,10 @@ if [ -n "$backup" ]; then
   [ "$(digest "$bstage")" = "$old" ] ||
       fail 15 "the copy of $orig for $backup differs"
   sync -- "$bstage" 2>/dev/null || sync
-  mv -f -- "$bstage" "$backup" || fail 15 "cannot create $backup"
+  # link(2), not mv: never replaces a backup another run made meanwhile
+  ln -- "$bstage" "$backup" 2>/dev/null ||
+      fail 14 "the backup $backup exists already"
+  rm -f -- "$bstage"
   bstage=
   if [ "$(digest "$target")" != "$old" ]; then
     rm -f -- "$backup"
@@ -180,7 +184,7 @@ release)
 esac
 '''
 
-_BACKUP_NAME_RE = re.compile(r'\.cpumigrate-\d{8}T\d{6}Z$')
+_BACKUP_NAME_RE = re.compile(r'\.cpumigrate-\d{8}T\d{6}Z(-[0-9a-f]{6})?$')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +241,8 @@ class RemoteHost:
         self.connection = connection
         self.profile = profile
         self._engine: str | None = None
+        #: Makes this run's backup names its own (two runs, one second).
+        self.run_id = secrets.token_hex(3)
 
     # ----------------------------------------------------------- connecting
 
@@ -589,7 +595,8 @@ class RemoteHost:
             base = snap.text
             backup = self._find_identical_backup(snap.path, snap.sha256)
             if backup is None:
-                backup = new_backup = novaconf.backup_path(snap.path, when)
+                backup = new_backup = novaconf.backup_path(
+                    snap.path, when, self.run_id)
         try:
             new_text = novaconf.apply_transition(
                 base, model, flags, when, backup
