@@ -12,6 +12,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 import datetime
 import logging
+import re
 import time
 from typing import Any
 
@@ -160,15 +161,27 @@ class Cloud:
         return sorted(servers, key=lambda s: (s.name or '', s.id))
 
     def find_server(self, name_or_id: str) -> Any:
+        """The server with this ID, else the one with exactly this name.
+
+        Nova's ``name`` filter is a regular expression (``db(1)`` would
+        match ``db1`` and never ``db(1)``), so the name is anchored and
+        escaped, and the answer filtered for the exact name."""
         try:
-            return self.compute.find_server(name_or_id, ignore_missing=False,
-                                            all_projects=True)
-        except sdk_exc.NotFoundException:
+            return self.read(self.compute.get_server, name_or_id)
+        except (sdk_exc.NotFoundException, sdk_exc.BadRequestException):
+            pass
+        pattern = '^%s$' % re.sub(r'([\\.^$|?*+()\[\]{}])', r'\\\1',
+                                  name_or_id)
+        found = [s for s in self.read(self.compute.servers, details=True,
+                                      all_projects=True, name=pattern)
+                 if s.name == name_or_id]
+        if not found:
             raise WorkflowError(
-                'no server named or with ID %r' % name_or_id) from None
-        except sdk_exc.DuplicateResource:
+                'no server named or with ID %r' % name_or_id)
+        if len(found) > 1:
             raise WorkflowError('more than one server is named %r: use its '
-                                'ID' % name_or_id) from None
+                                'ID' % name_or_id)
+        return found[0]
 
     def get_server(self, server: Any) -> Any:
         return self.read(self.compute.get_server, server)

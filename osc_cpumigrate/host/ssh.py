@@ -131,8 +131,31 @@ def _policies():
     return UnknownHostKey, Refuse, AcceptWithWarning
 
 
+def known_hosts_error(path: str, exc) -> str:
+    """One line for a known_hosts line paramiko cannot read: a host CA
+    (``@cert-authority``), a revocation (``@revoked``) or a malformed line
+    makes it refuse the whole file."""
+    line = (getattr(exc, 'line', '') or '').strip()
+    number = '?'
+    try:
+        with open(path, encoding='utf-8', errors='replace') as handle:
+            for i, text in enumerate(handle, 1):
+                if text.strip() == line:
+                    number = str(i)
+                    break
+    except OSError:
+        pass
+    kind = line.split()[0] if line.startswith('@') else 'a malformed line'
+    return ('cannot use known_hosts %s: line %s holds %s, which cpumigrate '
+            '(paramiko) cannot read; give cpumigrate a known_hosts file '
+            'without it (UserKnownHostsFile in --ssh-config)'
+            % (path, number, kind))
+
+
 def _arm(connection, options: HostOptions) -> None:
     """Known hosts + key policy on the connection and every gateway hop."""
+    import paramiko
+
     _, refuse, accept = _policies()
     hop = connection
     while hop is not None and not isinstance(hop, (str, bool)):
@@ -147,6 +170,8 @@ def _arm(connection, options: HostOptions) -> None:
                     LOG.warning(
                         'ignoring unreadable known_hosts %s: %s', path, exc
                     )
+                except paramiko.hostkeys.InvalidHostKey as exc:
+                    raise HostError(known_hosts_error(path, exc)) from None
         hop.client.set_missing_host_key_policy(
             accept() if options.insecure_ssh else refuse(label))
         hop = hop.gateway

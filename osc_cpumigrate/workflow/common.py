@@ -92,6 +92,11 @@ class Context:
     #: Hosts proved to be the machine Nova means (workflow.hostcheck).
     verified: set[str] = dataclasses.field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        # The cloud gateway records its changes in the same trail.
+        if self.cloud.audit is audit_log.NULL:
+            self.cloud.audit = self.audit
+
     @contextlib.contextmanager
     def host(self, name: str) -> Iterator[host_api.Host]:
         """An SSH session to ``name`` for the duration of a verb.

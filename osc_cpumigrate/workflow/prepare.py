@@ -91,7 +91,11 @@ def apply(ctx: common.Context, host: host_api.Host, service: Any,
     except (WorkflowError, host_api.HostError) as exc:
         # nova-compute cannot run with the transition settings (whether
         # this run or an earlier one wrote them): put the original back.
-        undo = rollback(ctx, host, service, disabled=disabling)
+        # An earlier, interrupted prepare may have disabled the service:
+        # its reason says so, and the host goes back enabled all the same.
+        undo = rollback(ctx, host, service, disabled=disabling or (
+            service.status == 'disabled'
+            and service.disabled_reason == reason))
         raise WorkflowError('prepare %s failed: %s; %s'
                             % (host_name, exc, undo)) from None
     return service, change

@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import itertools
 import pathlib
+import re
 from typing import Any
 from unittest import mock
 import uuid
@@ -319,18 +320,28 @@ class World:
         return server if isinstance(server, str) else server.id
 
     def _list_servers(self, details=True, all_projects=False,
-                      compute_host=None, **_):
+                      compute_host=None, name=None, **_):
+        """As Nova: ``name`` is a regular expression (re.search)."""
         return iter([s for s in self.servers.values()
-                     if compute_host in (None, s.compute_host)])
+                     if compute_host in (None, s.compute_host)
+                     and (name is None or re.search(name, s.name or ''))])
 
     def _find_server(self, name_or_id, ignore_missing=True, **_):
-        for s in self.servers.values():
-            if name_or_id in (s.id, s.name):
+        """As the SDK: by ID, else list with the name filter (a regular
+        expression in Nova) and keep the exact match."""
+        if name_or_id in self.servers:
+            return self.servers[name_or_id]
+        for s in self._list_servers(name=name_or_id):
+            if s.name == name_or_id:
                 return s
         raise sdk_exc.NotFoundException('no server %s' % name_or_id)
 
     def _get_server(self, server):
-        return self.servers[self._sid(server)]
+        try:
+            return self.servers[self._sid(server)]
+        except KeyError:
+            raise sdk_exc.NotFoundException('no server %s'
+                                            % self._sid(server)) from None
 
     def _restart(self, server):
         s = self.servers[self._sid(server)]
