@@ -379,3 +379,33 @@ def test_multi_host_url_keeps_its_hosts():
     masked = novaconf.mask_text('t = rabbit://a:p1@h1:5672,b:p2@h2:5672/\n')
     assert re.fullmatch(r't = rabbit://a:\*\*\*@h1:5672,b:\*\*\*@h2:5672/\n',
                         masked)
+
+
+# -- the options ------------------------------------------------------------
+
+def test_break_lock_and_audit_log_options(monkeypatch, tmp_path):
+    from unittest import mock
+
+    from osc_cpumigrate.commands import base
+    from osc_cpumigrate.commands import pin as pin_cmd
+    from osc_cpumigrate.commands import prepare as prepare_cmd
+    from osc_cpumigrate.commands import status as status_cmd
+
+    monkeypatch.setenv('OS_CPUMIGRATE_AUDIT_LOG', str(tmp_path / 'env.log'))
+    app = mock.Mock()
+    parsed = prepare_cmd.PrepareHost(app, None).get_parser('x').parse_args(
+        ['intel-1', '--break-lock'])
+    assert parsed.break_lock and parsed.audit_log == str(tmp_path / 'env.log')
+    parsed = pin_cmd.PinServers(app, None).get_parser('x').parse_args(
+        ['intel-1', '--audit-log', '/x/a.log'])
+    assert not parsed.break_lock and parsed.audit_log == '/x/a.log'
+    with pytest.raises(SystemExit):      # read-only verbs take no lock
+        status_cmd.ShowStatus(app, None).get_parser('x').parse_args(
+            ['intel-1', '--break-lock'])
+    world = fakes.World()
+    app.client_manager.cpumigrate.sdk_connection = world.conn
+    app.options.cloud = 'prod'
+    cmd = mock.Mock(app=app, cmd_name='cpumigrate pin')
+    ctx = base.context(cmd, parsed)
+    assert ctx.audit.path == '/x/a.log' and ctx.cloud.audit is ctx.audit
+    assert (ctx.audit.cloud, ctx.audit.verb) == ('prod', 'cpumigrate pin')
