@@ -139,7 +139,12 @@ def take(ctx: Any, host: Any, me: dict[str, Any]) -> None:
             '%s is locked by %s, but the lock is stale (%s): if no other '
             'run is working on %s, run again with --break-lock; nothing '
             'was changed' % (host.name, holder, why, host.name))
-    done, held = host.lock_file('take', token=record.get('token', ''),
+    if not record.get('token'):
+        raise WorkflowError(
+            '%s: the lock file (cpumigrate.lock next to nova.conf) cannot be '
+            'read; if no run is working on %s, remove it by hand; nothing '
+            'was changed' % (host.name, host.name))
+    done, held = host.lock_file('take', token=record['token'],
                                 content=content)
     if not done:
         raise WorkflowError('%s: the stale lock changed while taking it '

@@ -409,3 +409,13 @@ def test_break_lock_and_audit_log_options(monkeypatch, tmp_path):
     ctx = base.context(cmd, parsed)
     assert ctx.audit.path == '/x/a.log' and ctx.cloud.audit is ctx.audit
     assert (ctx.audit.cloud, ctx.audit.verb) == ('prod', 'cpumigrate pin')
+
+
+def test_unreadable_lock_is_never_taken_over():
+    world = fakes.World()
+    world.hosts['intel-1'].lock = 'garbage'
+    world.hosts['intel-1'].lock_age = 10 ** 6
+    with pytest.raises(WorkflowError, match='remove it by hand'):
+        prepare.prepare(world.context(break_lock=True), 'intel-1',
+                        model='kvm64')
+    assert untouched(world)
