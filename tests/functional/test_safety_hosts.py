@@ -1,7 +1,8 @@
 """End to end (issue 11): the right host, one operator per host, the audit
 trail, against the lab's real Nova and real OpenSSH servers.
 
-Each test leaves its hosts changed; the module resets the lab at its end.
+Each test leaves its hosts changed; the module resets the lab before and
+after.
 """
 
 import json
@@ -29,7 +30,9 @@ STATE = pathlib.Path(os.environ.get('CPUMIGRATE_LAB_STATE',
 @pytest.fixture(scope='module')
 def env(lab_env, tmp_path_factory):
     """The lab's client environment with this module's own audit log; the
-    lab is reset afterwards (hosts back to pristine, servers gone)."""
+    lab is reset before and after (hosts pristine, no servers), whatever
+    the other modules left."""
+    run(lab_env, [str(LABCTL), 'reset'])
     tmp = tmp_path_factory.mktemp('safety')
     env = dict(lab_env, OS_CPUMIGRATE_AUDIT_LOG=str(tmp / 'audit.log'))
     yield env
