@@ -12,6 +12,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 import datetime
 import logging
+import re
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
+from osc_cpumigrate import audit
 from osc_cpumigrate import poll
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.types import Capacity
@@ -59,8 +61,11 @@ class Cloud:
 
     def __init__(self, conn: Any, *, interval: float = 2.0,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 recorder: audit.Recorder | None = None) -> None:
         self.conn = conn
+        #: Every change below is one line of the audit trail.
+        self.audit = recorder or audit.NULL
         self.compute = conn.compute
         self.interval = interval
         self.sleep = sleep
@@ -112,13 +117,16 @@ class Cloud:
         return services[0]
 
     def disable_service(self, service: Any, reason: str) -> Any:
-        return self.compute.disable_service(
-            service, host=service.host, binary=COMPUTE_BINARY,
-            disabled_reason=reason)
+        with self.audit.action('service-disabled', host=service.host,
+                               reason=reason):
+            return self.compute.disable_service(
+                service, host=service.host, binary=COMPUTE_BINARY,
+                disabled_reason=reason)
 
     def enable_service(self, service: Any) -> Any:
-        return self.compute.enable_service(
-            service, host=service.host, binary=COMPUTE_BINARY)
+        with self.audit.action('service-enabled', host=service.host):
+            return self.compute.enable_service(
+                service, host=service.host, binary=COMPUTE_BINARY)
 
     def wait_service_up(self, host: str, baseline: str | None,
                         timeout: float) -> Any:
@@ -153,15 +161,27 @@ class Cloud:
         return sorted(servers, key=lambda s: (s.name or '', s.id))
 
     def find_server(self, name_or_id: str) -> Any:
+        """The server with this ID, else the one with exactly this name.
+
+        Nova's ``name`` filter is a regular expression (``db(1)`` would
+        match ``db1`` and never ``db(1)``), so the name is anchored and
+        escaped, and the answer filtered for the exact name."""
         try:
-            return self.compute.find_server(name_or_id, ignore_missing=False,
-                                            all_projects=True)
-        except sdk_exc.NotFoundException:
+            return self.read(self.compute.get_server, name_or_id)
+        except (sdk_exc.NotFoundException, sdk_exc.BadRequestException):
+            pass
+        pattern = '^%s$' % re.sub(r'([\\.^$|?*+()\[\]{}])', r'\\\1',
+                                  name_or_id)
+        found = [s for s in self.read(self.compute.servers, details=True,
+                                      all_projects=True, name=pattern)
+                 if s.name == name_or_id]
+        if not found:
             raise WorkflowError(
-                'no server named or with ID %r' % name_or_id) from None
-        except sdk_exc.DuplicateResource:
+                'no server named or with ID %r' % name_or_id)
+        if len(found) > 1:
             raise WorkflowError('more than one server is named %r: use its '
-                                'ID' % name_or_id) from None
+                                'ID' % name_or_id)
+        return found[0]
 
     def get_server(self, server: Any) -> Any:
         return self.read(self.compute.get_server, server)
@@ -215,19 +235,29 @@ class Cloud:
 
     def reboot(self, server: Any) -> None:
         """A hard reboot: libvirt rebuilds the domain from nova.conf."""
-        self.compute.reboot_server(server, 'HARD')
+        with self.audit.action('server-rebooted', type='HARD',
+                               **audit.server_fields(server)):
+            self.compute.reboot_server(server, 'HARD')
 
     def stop(self, server: Any) -> None:
-        self.compute.stop_server(server)
+        with self.audit.action('server-stopped',
+                               **audit.server_fields(server)):
+            self.compute.stop_server(server)
 
     def start(self, server: Any) -> None:
-        self.compute.start_server(server)
+        with self.audit.action('server-started',
+                               **audit.server_fields(server)):
+            self.compute.start_server(server)
 
     def set_metadata(self, server: Any, **items: str) -> None:
-        self.compute.set_server_metadata(server, **items)
+        with self.audit.action('server-metadata-set', metadata=items,
+                               **audit.server_fields(server)):
+            self.compute.set_server_metadata(server, **items)
 
     def delete_metadata(self, server: Any, keys: list[str]) -> None:
-        self.compute.delete_server_metadata(server, keys)
+        with self.audit.action('server-metadata-deleted', keys=list(keys),
+                               **audit.server_fields(server)):
+            self.compute.delete_server_metadata(server, keys)
 
     def image_properties(self, server: Any) -> dict[str, str]:
         """The properties of the image a server was booted from ({} for a
@@ -261,15 +291,23 @@ class Cloud:
                                 'later' % (what, version))
 
     def live_migrate(self, server: Any, host: str) -> None:
-        self.compute.live_migrate_server(server, host=host,
-                                         block_migration='auto')
+        with self.audit.action('migration-started', kind='live',
+                               destination=host,
+                               **audit.server_fields(server)):
+            self.compute.live_migrate_server(server, host=host,
+                                             block_migration='auto')
 
     def cold_migrate(self, server: Any, host: str) -> None:
         self.require_microversion('2.56', 'cold migration to a named host')
-        self.compute.migrate_server(server, host=host)
+        with self.audit.action('migration-started', kind='cold',
+                               destination=host,
+                               **audit.server_fields(server)):
+            self.compute.migrate_server(server, host=host)
 
     def confirm_resize(self, server: Any) -> None:
-        self.compute.confirm_server_resize(server)
+        with self.audit.action('migration-confirmed',
+                               **audit.server_fields(server)):
+            self.compute.confirm_server_resize(server)
 
     def migrations(self, server: Any, kind: str) -> list[Any]:
         """The server's migration records of ``kind``, newest first."""
@@ -297,12 +335,18 @@ class Cloud:
 
     def abort_migration(self, migration: Any, server: Any) -> None:
         self.require_microversion('2.24', 'aborting a live migration')
-        self.compute.abort_server_migration(migration.id, server,
-                                            ignore_missing=False)
+        with self.audit.action('migration-aborted', migration=migration.id,
+                               **audit.server_fields(server)):
+            self.compute.abort_server_migration(migration.id, server,
+                                                ignore_missing=False)
 
     def force_complete_migration(self, migration: Any, server: Any) -> None:
         self.require_microversion('2.22', 'force-completing a migration')
-        self.compute.force_complete_server_migration(migration.id, server)
+        with self.audit.action('migration-force-completed',
+                               migration=migration.id,
+                               **audit.server_fields(server)):
+            self.compute.force_complete_server_migration(migration.id,
+                                                         server)
 
     def action_error(self, server: Any, action: str) -> str | None:
         """Why the newest ``action`` on the server failed, from its

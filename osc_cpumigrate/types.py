@@ -89,6 +89,22 @@ class Change:
 
 
 @dataclasses.dataclass(frozen=True)
+class HostIdentity:
+    """Who a hypervisor says it is, to prove SSH reached the host Nova
+    means: the name its nova-compute runs under (``[DEFAULT] host`` of
+    nova.conf, else the machine's host name) and its libvirt domains."""
+
+    hostname: str                       # uname -n
+    conf_host: str | None               # [DEFAULT] host, None when unset
+    domains: frozenset[str] | None      # virsh list --all --uuid; None: ?
+
+    @property
+    def compute_name(self) -> str:
+        """The name nova-compute reports to Nova from this machine."""
+        return self.conf_host or self.hostname
+
+
+@dataclasses.dataclass(frozen=True)
 class GuestCpu:
     """A domain's ``<cpu>``: mode, model and explicit features."""
 

@@ -17,6 +17,7 @@ import re
 from typing import Any
 from typing import TextIO
 
+from osc_cpumigrate import audit
 from osc_cpumigrate.choices import RESTART_METHODS
 from osc_cpumigrate.commands import logs
 from osc_cpumigrate.commands import settings
@@ -165,6 +166,7 @@ def add_restart_options(parser: argparse.ArgumentParser, *,
     add_method(parser)
     add_auto_approve(parser)
     add_dry_run(parser)
+    add_lock_options(parser)
     add_host_options(parser, restarts_compute=restarts_compute)
 
 
@@ -180,6 +182,15 @@ def _setting(group: Any, name: str, metavar: str | None, help_: str,
                        default=None,
                        help='%s %s' % (help_, settings.help_suffix(name)),
                        **kwargs)
+
+
+def add_lock_options(parser: argparse.ArgumentParser) -> None:
+    """What the verbs that change a host (and hold its lock) share."""
+    parser.add_argument(
+        '--break-lock', action='store_true',
+        help='Take over the host lock of a run that died (a stale lock: '
+             'its process is gone, or it was not refreshed for 5 minutes); '
+             'a live lock is never broken')
 
 
 def add_host_options(parser: argparse.ArgumentParser, *,
@@ -224,6 +235,10 @@ def add_host_options(parser: argparse.ArgumentParser, *,
         _setting(deploy, 'service_timeout', '<seconds>',
                  'How long nova-compute may take to report up after a '
                  'restart (default: 180)')
+    _setting(deploy, 'audit_log', '<path>',
+             'Append a JSON line per change made to this file (default: '
+             '$XDG_STATE_HOME/osc-cpumigrate/audit.log, i.e. '
+             '~/.local/state/osc-cpumigrate/audit.log)')
 
 
 def host_options(parsed_args: argparse.Namespace,
@@ -286,11 +301,36 @@ def context(cmd: Any, parsed_args: argparse.Namespace) -> Any:
 
     stderr = cmd.app.stderr
     values = settings.resolve(parsed_args, cloud_config(cmd))
+    conn = cmd.app.client_manager.cpumigrate.sdk_connection
+    recorder = recorder_of(cmd, values['audit_log'], conn)
     return Context(
-        cloud=Cloud(cmd.app.client_manager.cpumigrate.sdk_connection),
+        cloud=Cloud(conn, recorder=recorder),
         host_options=host_options(parsed_args, values),
+        audit=recorder,
+        break_lock=getattr(parsed_args, 'break_lock', False),
         progress=logs.progress_callback(cmd.app, stderr),
         confirm=terminal_confirm(cmd.app.stdin, stderr,
                                  getattr(parsed_args, 'auto_approve', False)),
         service_timeout=values['service_timeout'],
     )
+
+
+def recorder_of(cmd: Any, audit_log: str | None,
+                conn: Any) -> audit.Recorder:
+    """The audit trail of this run: who (local user, cloud user), which
+    cloud, which verb."""
+    options = getattr(cmd.app, 'options', None)
+    cloud = (getattr(options, 'cloud', None) or getattr(getattr(
+        cmd.app.client_manager, '_cli_options', None), 'name', None) or '')
+
+    def os_user() -> str:
+        auth = getattr(getattr(conn, 'config', None), 'auth', None)
+        name = auth.get('username') if isinstance(auth, dict) else None
+        name = name or conn.current_user_id
+        return name if isinstance(name, str) else ''
+
+    verb = getattr(cmd, 'cmd_name', None)
+    return audit.Recorder(
+        audit_log or audit.default_path(),
+        cloud=cloud if isinstance(cloud, str) else '',
+        verb=verb if isinstance(verb, str) else '', os_user=os_user)

@@ -46,6 +46,7 @@ finalize amd-2`` (runbook steps 9-10)."""
             help='abort (default: the server stays on its source) or '
                  'force-complete (pause the guest to finish)')
         base.add_dry_run(parser)
+        base.add_lock_options(parser)
         base.add_host_options(parser)
         return parser
 

@@ -37,6 +37,7 @@ Next: ``openstack cpumigrate pin intel-1`` (runbook steps 4-7)."""
             help='Reason recorded on the disabled compute service '
                  '(default: names this tool)')
         base.add_dry_run(parser)
+        base.add_lock_options(parser)
         base.add_host_options(parser, restarts_compute=True)
         base.add_long(parser)
         return parser

@@ -45,6 +45,7 @@ Next: ``openstack cpumigrate status`` on each source and destination."""
         base.add_method(parser)
         base.add_auto_approve(parser)
         base.add_dry_run(parser)
+        base.add_lock_options(parser)
         base.add_host_options(parser, restarts_compute=True)
         return parser
 

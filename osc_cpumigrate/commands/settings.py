@@ -127,6 +127,8 @@ SETTINGS = (
     Setting('nova_conf', absolute_path, None),
     Setting('restart_command', text, None),
     Setting('service_timeout', seconds, 180.0),
+    # None: audit.default_path() (XDG state directory)
+    Setting('audit_log', path, None),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 

@@ -21,6 +21,7 @@ from osc_cpumigrate.types import ConfState
 from osc_cpumigrate.types import CpuSettings  # noqa: F401
 from osc_cpumigrate.types import GuestCpu
 from osc_cpumigrate.types import HostCpu
+from osc_cpumigrate.types import HostIdentity
 from osc_cpumigrate.types import HostOptions
 
 
@@ -54,6 +55,14 @@ class Host(Protocol):
 
     def compute_started_at(self) -> datetime.datetime | None:
         """When nova-compute last started (UTC), or None when unknown."""
+
+    def identity(self) -> HostIdentity:
+        """Who the machine says it is (to prove it is the one Nova means)."""
+
+    def lock_file(self, op: str, *, token: str = '',
+                  content: str = '') -> tuple[bool, str]:
+        """The host lock file (op take | refresh | release; ``token``: the
+        one it must carry): (done, "age <seconds>\\n<holder's content>")."""
 
     def guest_cpu(self, instance_uuid: str) -> GuestCpu:
         """``virsh dumpxml <uuid>`` parsed; HostError if no such domain."""

@@ -49,7 +49,14 @@ MASK = '***'
 # user:password@ in URLs, also after ',' for multi-host transport_url values.
 # The password runs to the last '@' of its host segment, as oslo.messaging
 # and SQLAlchemy read it.
-_URL_PASSWORD_RE = re.compile(r'(?P<pre>(?:://|,)[^\s:@/,]*:)(?P<pw>[^\s/,]+)(?P<at>@)')
+# The password may hold '/', ',' or '@': it ends at the '@' after which a
+# host part ends the URL, its path, or the next "user:" of a multi-host URL.
+_URL_PASSWORD_RE = re.compile(
+    r'(?P<pre>(?:://|,)[^\s:@/,]*:)(?P<pw>\S*?)(?P<at>@)'
+    r'(?=[^\s@,/]*(?:[/?#\s"\']|$|,[^\s:@/,]*:\S*@|,[^\s@]*(?:[/\s]|$)))')
+#: Options whose values are ``name:value`` pairs (oslo.cache's
+#: ``backend_argument``): the value of a secret name is masked.
+PAIR_OPTIONS = ('backend_argument',)
 _OPTION_LINE_RE = re.compile(
     r'(?P<lead>[#;][ \t#;]*)?(?P<key>[^\s=:#;\[][^=:]*?)(?P<sep>[ \t]*[=:][ '
     r'\t]*)(?P<value>.*)'
@@ -205,6 +212,17 @@ def read_settings(text: str) -> CpuSettings:
     return CpuSettings(mode=mode, models=models, extra_flags=flags)
 
 
+def read_option(text: str, section: str, key: str) -> str | None:
+    """One option's value as oslo.config reads it (the last occurrence
+    wins, one pair of quotes dropped), or None when unset."""
+    value = None
+    for blk in _parse(text):
+        if blk.section == section and blk.kind == 'option' and (
+                blk.key == key):
+            value = _unquote(blk.value or '')
+    return value
+
+
 def find_marker(text: str) -> Marker | None:
     """cpumigrate's transition marker in ``[libvirt]``, if the file has one."""
     lines = split_lines(text)
@@ -238,9 +256,13 @@ def _utc(when: datetime.datetime) -> datetime.datetime:
     return when.astimezone(datetime.timezone.utc).replace(microsecond=0)
 
 
-def backup_path(conf_path: str, when: datetime.datetime) -> str:
-    """``<nova.conf>.cpumigrate-<UTC timestamp>``, next to the original."""
-    return conf_path + BACKUP_SUFFIX + _utc(when).strftime('%Y%m%dT%H%M%SZ')
+def backup_path(conf_path: str, when: datetime.datetime,
+                unique: str = '') -> str:
+    """``<nova.conf>.cpumigrate-<UTC timestamp>[-<unique>]``, next to the
+    original (``unique``: a per-run token, so two runs in one second never
+    pick one name)."""
+    return (conf_path + BACKUP_SUFFIX + _utc(when).strftime('%Y%m%dT%H%M%SZ')
+            + ('-' + unique if unique else ''))
 
 
 def marker_line(when: datetime.datetime, backup: str,
@@ -361,6 +383,14 @@ def mask_value(value: str) -> str:
     return _URL_PASSWORD_RE.sub(lambda m: m['pre'] + MASK + m['at'], value)
 
 
+def mask_pair(value: str) -> str:
+    """``password:s3cret`` -> ``password:***``; URL passwords masked."""
+    name, sep, rest = value.partition(':')
+    if sep and is_secret_name(name):
+        return name + sep + MASK
+    return mask_value(value)
+
+
 def mask_text(text: str) -> str:
     """Mask secret option values and URL passwords, line by line.
 
@@ -381,6 +411,10 @@ def mask_text(text: str) -> str:
             continue
         in_secret = False
         match = _OPTION_LINE_RE.fullmatch(body)
+        if match and match['key'].strip().lower() in PAIR_OPTIONS:
+            out.append(body[:match.start('value')]
+                       + mask_pair(match['value']) + eol)
+            continue
         if match and is_secret_name(match['key']):
             # also commented-out ones: "#password = old-one" is still a secret
             in_secret = not match['lead']

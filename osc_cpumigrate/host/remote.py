@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import logging
 import re
+import secrets
 import shlex
 
 from osc_cpumigrate.errors import HostError
@@ -34,6 +35,7 @@ from osc_cpumigrate.types import ConfState
 from osc_cpumigrate.types import CpuSettings
 from osc_cpumigrate.types import GuestCpu
 from osc_cpumigrate.types import HostCpu
+from osc_cpumigrate.types import HostIdentity
 from osc_cpumigrate.types import HostOptions
 
 LOG = logging.getLogger(__name__)
@@ -98,7 +100,10 @@ if [ -n "$backup" ]; then
   [ "$(digest "$bstage")" = "$old" ] ||
       fail 15 "the copy of $orig for $backup differs"
   sync -- "$bstage" 2>/dev/null || sync
-  mv -f -- "$bstage" "$backup" || fail 15 "cannot create $backup"
+  # link(2), not mv: never replaces a backup another run made meanwhile
+  ln -- "$bstage" "$backup" 2>/dev/null ||
+      fail 14 "the backup $backup exists already"
+  rm -f -- "$bstage"
   bstage=
   if [ "$(digest "$target")" != "$old" ]; then
     rm -f -- "$backup"
@@ -134,7 +139,52 @@ for f in "$1".cpumigrate-*; do
 done
 '''
 
-_BACKUP_NAME_RE = re.compile(r'\.cpumigrate-\d{8}T\d{6}Z$')
+# The per-host lock of the mutating verbs (see workflow/hostlock.py).  Runs
+# as root with $1 op (take | refresh | release), $2 the lock path, $3 the
+# token the lock must carry ('' to take a free lock), $4 the new content.
+# A free lock is taken with link(2), atomic and failing if the file exists
+# (O_EXCL semantics, also on NFS); exit 3 prints the holder: "age <seconds
+# since its last refresh, by this host's clock>" then its content.
+LOCK_SCRIPT = r'''
+set -u
+op=$1 lock=$2 expect=$3 content=$4
+holder() {
+  if [ -f "$lock" ]; then
+    printf 'age %s\n' $(( $(date +%s) - $(stat -c %Y -- "$lock") ))
+    cat -- "$lock"
+  fi
+  exit 3
+}
+mine() {
+  [ -n "$expect" ] && [ -f "$lock" ] &&
+      grep -qF -- "\"token\": \"$expect\"" "$lock"
+}
+stage() {
+  tmp=$(mktemp -- "$(dirname -- "$lock")/.cpumigrate-lock-XXXXXX") ||
+      { printf 'cpumigrate: cannot create a file next to %s\n' "$lock" >&2;
+        exit 10; }
+  printf '%s\n' "$content" > "$tmp"
+}
+case $op in
+take)
+  stage
+  if [ -z "$expect" ]; then
+    if ln -- "$tmp" "$lock" 2>/dev/null; then rm -f -- "$tmp"; exit 0; fi
+  elif mine; then
+    mv -f -- "$tmp" "$lock" && exit 0
+  fi
+  rm -f -- "$tmp"
+  holder;;
+refresh)
+  mine || holder
+  stage
+  mv -f -- "$tmp" "$lock";;
+release)
+  if mine; then rm -f -- "$lock"; fi;;
+esac
+'''
+
+_BACKUP_NAME_RE = re.compile(r'\.cpumigrate-\d{8}T\d{6}Z(-[0-9a-f]{6})?$')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +241,8 @@ class RemoteHost:
         self.connection = connection
         self.profile = profile
         self._engine: str | None = None
+        #: Makes this run's backup names its own (two runs, one second).
+        self.run_id = secrets.token_hex(3)
 
     # ----------------------------------------------------------- connecting
 
@@ -543,7 +595,8 @@ class RemoteHost:
             base = snap.text
             backup = self._find_identical_backup(snap.path, snap.sha256)
             if backup is None:
-                backup = new_backup = novaconf.backup_path(snap.path, when)
+                backup = new_backup = novaconf.backup_path(
+                    snap.path, when, self.run_id)
         try:
             new_text = novaconf.apply_transition(
                 base, model, flags, when, backup
@@ -642,6 +695,48 @@ class RemoteHost:
             )
             return None
         return profiles.parse_started_at(result.stdout)
+
+    # ----------------------------------------------------------- lock
+
+    @property
+    def lock_path(self) -> str:
+        """Next to nova.conf: per machine (also in containers: kolla's
+        config directory is the host's), where operators look."""
+        import posixpath
+
+        return posixpath.join(posixpath.dirname(self.conf_path) or '/',
+                              'cpumigrate.lock')
+
+    def lock_file(self, op: str, *, token: str = '',
+                  content: str = '') -> tuple[bool, str]:
+        """Take, refresh or release the host lock: (done, holder), holder
+        being "age <s>" then the lock's content when another holds it."""
+        result = self._run(['sh', '-c', LOCK_SCRIPT, 'cpumigrate-lock', op,
+                            self.lock_path, token, content])
+        if result.exit_code == 3:
+            return False, result.stdout
+        self._checked(result, '%s the lock %s' % (op, self.lock_path))
+        return True, ''
+
+    # ----------------------------------------------------------- identity
+
+    def identity(self) -> HostIdentity:
+        """uname -n, nova.conf's ``[DEFAULT] host`` and the domain UUIDs."""
+        name = self._checked(self._run(['uname', '-n'], root=False),
+                             'uname -n').stdout.strip()
+        try:
+            conf_host = novaconf.read_option(
+                novaconf.decode(self.read_file(self.conf_path)), 'DEFAULT',
+                'host')
+        except novaconf.NovaConfError as exc:
+            raise HostError('%s on %s: %s' % (self.conf_path, self.name,
+                                              exc)) from None
+        listed = self._run(self._virsh('list', '--all', '--uuid'))
+        domains = None
+        if listed.ok:
+            domains = frozenset(line.strip() for line in
+                                listed.stdout.splitlines() if line.strip())
+        return HostIdentity(name, conf_host or None, domains)
 
     # ----------------------------------------------------------- libvirt
 

@@ -22,6 +22,7 @@ from typing import Any
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 
+from osc_cpumigrate import audit as audit_log
 from osc_cpumigrate.choices import RESTART_METHODS
 from osc_cpumigrate.cloud import Cloud
 from osc_cpumigrate.cloud import flavor_needs
@@ -29,6 +30,7 @@ from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import PartialFailure
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
+from osc_cpumigrate.workflow import hostcheck
 from osc_cpumigrate.workflow import rows
 
 LOG = logging.getLogger(__name__)
@@ -83,14 +85,33 @@ class Context:
         None)
     service_timeout: float = 180.0
     server_timeout: float = 600.0
+    #: The audit trail of the run's changes (audit_log.NULL: none).
+    audit: audit_log.Recorder = audit_log.NULL
+    #: --break-lock: take over a stale host lock (workflow.hostlock).
+    break_lock: bool = False
+    #: Hosts proved to be the machine Nova means (workflow.hostcheck).
+    verified: set[str] = dataclasses.field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # The cloud gateway records its changes in the same trail.
+        if self.cloud.audit is audit_log.NULL:
+            self.cloud.audit = self.audit
 
     @contextlib.contextmanager
     def host(self, name: str) -> Iterator[host_api.Host]:
-        """An SSH session to ``name`` for the duration of a verb."""
+        """An SSH session to ``name`` for the duration of a verb.
+
+        Nova must know the host before SSH goes anywhere, and the machine
+        reached must prove it is that host (once per run and host)."""
+        self.cloud.compute_service(name)
         opener = self.open_host or host_api.open_host
         host = opener(name, self.host_options)
         try:
-            yield host
+            if name not in self.verified:
+                hostcheck.verify(self.cloud, host)
+                self.verified.add(name)
+            yield (host if self.audit.path is None
+                   else audit_log.AuditedHost(host, self.audit))
         finally:
             host.close()
 

@@ -37,6 +37,7 @@ from osc_cpumigrate.errors import PartialFailure
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import finalize as finalize_verb
+from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import migrate
 from osc_cpumigrate.workflow import pin
 from osc_cpumigrate.workflow import plan
@@ -204,10 +205,13 @@ def run_source(fx: Fleet, source: str) -> list[rows.FleetRow]:
     ctx = fx.worker()
     out: dict[str, rows.FleetRow] = {}
     try:
-        stop = fx.finalize_now and finish_arrived(fx, ctx, source, out)
-        stop = stop or pin_source(fx, ctx, source, out)
-        if not stop:
-            migrate_source(fx, ctx, source, out)
+        # the source's lock for its whole runbook (prepare and pin take it
+        # again: the lock is re-entrant within a run)
+        with hostlock.hold(ctx, source, 'run'):
+            stop = fx.finalize_now and finish_arrived(fx, ctx, source, out)
+            stop = stop or pin_source(fx, ctx, source, out)
+            if not stop:
+                migrate_source(fx, ctx, source, out)
     except common.RECOVERABLE as exc:
         why = common.reason(exc)
         fx.extra.append('%s stopped: %s' % (source, why))

@@ -19,9 +19,11 @@ from openstack import exceptions as sdk_exc
 from osc_cpumigrate.choices import ON_TIMEOUT
 from osc_cpumigrate.cloud import MIGRATION_DONE
 from osc_cpumigrate.cloud import MIGRATION_FAILED
+from osc_cpumigrate.errors import HostError
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import common
+from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import rows
 from osc_cpumigrate.workflow.restart import stopped_by_us
 
@@ -40,6 +42,9 @@ class Move:
     server: Any
     kind: str          # LIVE | COLD
     destination: str = ''
+    #: A migration an earlier run started: it keeps its own destination
+    #: (from its record) and books no capacity.
+    under_way: bool = False
 
 
 def require_destinations(ctx: common.Context, source: str,
@@ -72,6 +77,7 @@ def row(server: Any, source: str, result: str, reason: str = '', *,
         seconds=round(seconds))
 
 
+@hostlock.holds_lock
 def migrate(ctx: common.Context, source: str, *,
             destinations: Sequence[str], servers: Sequence[str] = (),
             timeout: float = 1800.0, on_timeout: str = 'abort',
@@ -94,9 +100,9 @@ def migrate(ctx: common.Context, source: str, *,
             found[server.id] = row(server, source, rows.NOT_ATTEMPTED,
                                    'the run stopped at an earlier failure')
             continue
-        if not move.destination:      # a move under way keeps its own
+        if not move.destination and not move.under_way:
             move.destination = common.choose_destination(free, server)
-        if not move.destination:
+        if not move.destination and not move.under_way:
             found[server.id] = row(server, source, rows.FAILED,
                                    'no destination has room')
             continue
@@ -151,11 +157,17 @@ def plan_moves(ctx: common.Context, source: str, servers: Sequence[Any],
         for server in servers:
             why = None
             if server.status == 'MIGRATING':
-                moves.append(Move(server, LIVE))
+                moves.append(Move(server, LIVE, under_way_to(
+                    ctx, server, source), under_way=True))
             elif server.status == 'ACTIVE' and not server.task_state:
                 if host_cpu is None:
                     host_cpu = host.host_cpu()
-                guest = host.guest_cpu(server.id)
+                try:
+                    guest = host.guest_cpu(server.id)
+                except HostError as exc:
+                    found[server.id] = row(server, source, rows.FAILED,
+                                           common.reason(exc))
+                    continue
                 if common.is_native(guest, conf.original, host_cpu):
                     why = ('not pinned: it runs the host CPU %s; run '
                            '"openstack cpumigrate pin %s" first'
@@ -173,6 +185,16 @@ def plan_moves(ctx: common.Context, source: str, servers: Sequence[Any],
             if why:
                 found[server.id] = row(server, source, rows.REFUSED, why)
     return moves
+
+
+def under_way_to(ctx: common.Context, server: Any, source: str) -> str:
+    """The destination of the live migration under way out of ``source``
+    (its record's), or '' when Nova has no such record."""
+    for record in ctx.cloud.migrations(server, LIVE):     # newest first
+        if record.source_compute == source and record.status not in (
+                MIGRATION_DONE + MIGRATION_FAILED):
+            return record.dest_compute or ''
+    return ''
 
 
 def unconfirmed_cold(ctx: common.Context, source: str) -> list[Move]:

@@ -21,12 +21,14 @@ from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import cpuchoice
+from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import restart
 from osc_cpumigrate.workflow import rows
 
 LOG = logging.getLogger(__name__)
 
 
+@hostlock.holds_lock
 def pin(ctx: common.Context, host_name: str, *,
         servers: Sequence[str] = (), method: str = 'hard-reboot',
         dry_run: bool = False,

@@ -16,6 +16,7 @@ from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import cpuchoice
+from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import rows
 
 LOG = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ LOG = logging.getLogger(__name__)
 DEFAULT_REASON = 'osc-cpumigrate: moving servers to another CPU vendor'
 
 
+@hostlock.holds_lock
 def prepare(ctx: common.Context, host_name: str, *,
             destinations: Sequence[str] = (), model: str = 'auto',
             flags: Sequence[str] = (), disable_reason: str | None = None,
@@ -89,7 +91,11 @@ def apply(ctx: common.Context, host: host_api.Host, service: Any,
     except (WorkflowError, host_api.HostError) as exc:
         # nova-compute cannot run with the transition settings (whether
         # this run or an earlier one wrote them): put the original back.
-        undo = rollback(ctx, host, service, disabled=disabling)
+        # An earlier, interrupted prepare may have disabled the service:
+        # its reason says so, and the host goes back enabled all the same.
+        undo = rollback(ctx, host, service, disabled=disabling or (
+            service.status == 'disabled'
+            and service.disabled_reason == reason))
         raise WorkflowError('prepare %s failed: %s; %s'
                             % (host_name, exc, undo)) from None
     return service, change

@@ -125,7 +125,12 @@ def classify(host: host_api.Host, servers: Sequence[Any], goal: Goal, *,
             plan.settle(row(goal, server, host.name, rows.SKIPPED,
                             'status %s' % server.status))
             continue
-        guest = host.guest_cpu(server.id)
+        try:
+            guest = host.guest_cpu(server.id)
+        except host_api.HostError as exc:    # this server's problem only
+            plan.settle(row(goal, server, host.name, rows.FAILED,
+                            common.reason(exc)))
+            continue
         why = settled(server, guest)
         if why == goal.already:
             plan.settle(row(goal, server, host.name, goal.already,
@@ -202,10 +207,18 @@ def restart_server(ctx: common.Context, server: Any, method: str) -> Any:
             STOPPED_KEY: utcnow().strftime('%Y-%m-%dT%H:%M:%SZ')})
         cloud.stop(server)
         cloud.wait_for_server(server, 'SHUTOFF', timeout)
+    except sdk_exc.NotFoundException:
+        raise WorkflowError(gone(server, method)) from None
     except sdk_exc.HttpException as exc:
         raise WorkflowError('Nova refused the %s: %s'
                             % (method, http_message(exc))) from None
     return start_stopped(ctx, server)
+
+
+def gone(server: Any, doing: str) -> str:
+    """A 404 in the middle of a restart: the owner deleted the server."""
+    return ('server %s was deleted during the %s (HTTP 404: no such '
+            'server any more)' % (server.id, doing))
 
 
 def start_stopped(ctx: common.Context, server: Any) -> Any:
@@ -220,6 +233,8 @@ def start_stopped(ctx: common.Context, server: Any) -> Any:
                                            ctx.server_timeout)
             cloud.delete_metadata(server, [STOPPED_KEY])
             return server
+        except sdk_exc.NotFoundException:
+            raise WorkflowError(gone(server, 'start')) from None
         except sdk_exc.HttpException as exc:
             problem = http_message(exc)
         except WorkflowError as exc:

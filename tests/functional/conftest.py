@@ -26,12 +26,13 @@ def _parse_env(text):
 
 
 @pytest.fixture(scope='session')
-def lab_env():
+def lab_env(tmp_path_factory):
     """Bring the lab up (idempotent) and yield its client environment.
 
     A full environment for subprocesses: os.environ plus the output of
     `labctl env` (OS_CLIENT_CONFIG_FILE, OS_CLOUD, OS_CPUMIGRATE_SSH_CONFIG)
-    and LABCTL, the path of labctl.
+    and LABCTL, the path of labctl; OS_CPUMIGRATE_AUDIT_LOG in a
+    temporary directory.
     """
     if os.geteuid() != 0:
         pytest.skip('the lab needs root (network namespaces, sshd)')
@@ -49,4 +50,7 @@ def lab_env():
     env = dict(os.environ)
     env.update(_parse_env(out))
     env['LABCTL'] = LABCTL
+    # the verbs' audit trail goes to the test run, not the user's home
+    env.setdefault('OS_CPUMIGRATE_AUDIT_LOG', str(
+        tmp_path_factory.mktemp('audit') / 'audit.log'))
     yield env

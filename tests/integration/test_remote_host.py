@@ -418,3 +418,22 @@ def test_proxy_jump_verifies_every_hop(sshd, conf_dir, opened, tmp_path):
         r'is not known',
     ):
         api.open_host('jumped', HostOptions(ssh_config=str(config)))
+
+
+def test_identity_and_lock_over_ssh(sshd, conf_dir, opened):
+    """The machine's name ([DEFAULT] host, else uname -n) and the host lock
+    next to nova.conf, through sudo."""
+    path = install_conf(conf_dir, DEVSTACK)
+    host = opened('cmp1', options(sshd, path))
+    ident = host.identity()
+    assert ident.hostname == os.uname().nodename
+    assert ident.conf_host == novaconf.read_option(
+        novaconf.decode(DEVSTACK), 'DEFAULT', 'host')
+    other = opened('cmp1', options(sshd, path))
+    assert host.lock_file('take', content='{"token": "t1"}') == (True, '')
+    done, held = other.lock_file('take', content='{"token": "t2"}')
+    assert not done and held.splitlines()[1] == '{"token": "t1"}'
+    lock = conf_dir / 'cpumigrate.lock'
+    assert lock.stat().st_uid == 0
+    assert host.lock_file('release', token='t1') == (True, '')
+    assert not lock.exists() and sorted(os.listdir(conf_dir)) == ['nova.conf']

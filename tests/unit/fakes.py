@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import itertools
 import pathlib
+import re
 from typing import Any
 from unittest import mock
 import uuid
@@ -77,6 +78,10 @@ class FakeHost:
         self.qemu_version = '7.2.0'
         self.refuse_compare = False
         self.compared: list[str] = []
+        self.hostname = name          # what uname -n says
+        self.conf_host: str | None = name   # [DEFAULT] host
+        self.lock: str | None = None  # the lock file's content
+        self.lock_age = 0
 
     # -- what the simulation needs ---------------------------------------
 
@@ -141,6 +146,29 @@ class FakeHost:
 
     def compute_started_at(self) -> datetime.datetime | None:
         return self.started_at
+
+    def identity(self) -> host_api.HostIdentity:
+        return host_api.HostIdentity(self.hostname, self.conf_host,
+                                     frozenset(self.domains))
+
+    def lock_file(self, op: str, *, token: str = '',
+                  content: str = '') -> tuple[bool, str]:
+        """The lock script's rules, in memory."""
+        mine = bool(token) and self.lock is not None and (
+            '"token": "%s"' % token) in self.lock
+        held = ('age %d\n%s' % (self.lock_age, self.lock)
+                if self.lock is not None else '')
+        if op == 'take' and (mine or (not token and self.lock is None)):
+            self.lock, self.lock_age = content, 0
+            return True, ''
+        if op == 'refresh' and mine:
+            self.lock_age = 0
+            return True, ''
+        if op == 'release':
+            if mine:
+                self.lock = None
+            return True, ''
+        return False, held
 
     def guest_cpu(self, instance_uuid: str) -> host_api.GuestCpu:
         if instance_uuid not in self.domains:
@@ -294,18 +322,28 @@ class World:
         return server if isinstance(server, str) else server.id
 
     def _list_servers(self, details=True, all_projects=False,
-                      compute_host=None, **_):
+                      compute_host=None, name=None, **_):
+        """As Nova: ``name`` is a regular expression (re.search)."""
         return iter([s for s in self.servers.values()
-                     if compute_host in (None, s.compute_host)])
+                     if compute_host in (None, s.compute_host)
+                     and (name is None or re.search(name, s.name or ''))])
 
     def _find_server(self, name_or_id, ignore_missing=True, **_):
-        for s in self.servers.values():
-            if name_or_id in (s.id, s.name):
+        """As the SDK: by ID, else list with the name filter (a regular
+        expression in Nova) and keep the exact match."""
+        if name_or_id in self.servers:
+            return self.servers[name_or_id]
+        for s in self._list_servers(name=name_or_id):
+            if s.name == name_or_id:
                 return s
         raise sdk_exc.NotFoundException('no server %s' % name_or_id)
 
     def _get_server(self, server):
-        return self.servers[self._sid(server)]
+        try:
+            return self.servers[self._sid(server)]
+        except KeyError:
+            raise sdk_exc.NotFoundException('no server %s'
+                                            % self._sid(server)) from None
 
     def _restart(self, server):
         s = self.servers[self._sid(server)]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from unittest import mock
 
+import fixtures
 from openstack import exceptions as sdk_exc
 from osc_lib import exceptions as osc_exc
 
@@ -37,6 +38,9 @@ class CommandTest(base.TestCommand):
                             side_effect=lambda n, o: self.world.hosts[n])
         self.open_host = opener.start()
         self.addCleanup(opener.stop)
+        self.audit_log = self.useFixture(fixtures.TempDir()).join('audit')
+        self.useFixture(fixtures.EnvironmentVariable(
+            'OS_CPUMIGRATE_AUDIT_LOG', self.audit_log))
         # The simulated cloud answers at once; make waits instant.
         sleeper = mock.patch('time.sleep')
         sleeper.start()
