@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import logging
 from typing import Any
 
+from osc_cpumigrate.choices import DEFAULT_RESTART_METHOD
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
@@ -28,14 +29,14 @@ LOG = logging.getLogger(__name__)
 
 
 def pin(ctx: common.Context, host_name: str, *,
-        servers: Sequence[str] = (), method: str = 'hard-reboot',
+        servers: Sequence[str] = (), method: str = DEFAULT_RESTART_METHOD,
         dry_run: bool = False,
         ignore_guest_floor: bool = False) -> list[rows.PinRow]:
     """Pin the servers of ``host_name`` (all, or those named)."""
     with restart.session(ctx, host_name, servers, method) as (
             host, conf, selected):
         goal = goal_of(conf)
-        work = plan(host, selected, conf, goal)
+        work = plan(ctx, host, selected, conf, goal)
         guard(ctx, host, conf, work)
         if not ignore_guest_floor:
             refuse_floors(ctx, host, conf, work, goal)
@@ -64,7 +65,7 @@ def goal_of(conf: host_api.ConfState) -> restart.Goal:
         expected=rows.Cpu.of_settings(settings))
 
 
-def plan(host: host_api.Host, servers: Sequence[Any],
+def plan(ctx: common.Context, host: host_api.Host, servers: Sequence[Any],
          conf: host_api.ConfState, goal: restart.Goal) -> restart.Plan:
     """Busy servers are refused (restoring nova.conf under a reboot an
     interrupted run left would give it the native CPU again); the others
@@ -88,7 +89,8 @@ def plan(host: host_api.Host, servers: Sequence[Any],
             pinned = not common.is_native(guest, conf.original, host_cpu)
         return goal.already if pinned else None
 
-    return restart.classify(host, idle, goal, settled=settled, plan=work)
+    return restart.classify(ctx, host, idle, goal, settled=settled,
+                            plan=work)
 
 
 def guard(ctx: common.Context, host: host_api.Host,
