@@ -326,6 +326,16 @@ class Cloud:
             return '%s failed' % event.event
         return newest.message or None
 
+    def user_id(self) -> str:
+        """The user id of this session's token (who Nova records as the
+        actor of the actions cpumigrate makes)."""
+        return self.conn.current_user_id
+
+    def server_actions(self, server: Any) -> list[Any]:
+        """The server's instance actions (``os-instance-actions``): what
+        was done to it, by which user, when."""
+        return self.read(self.compute.server_actions, server)
+
     # -- capacity ---------------------------------------------------------
 
     def hypervisor_names(self, host: str) -> list[str]:

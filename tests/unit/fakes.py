@@ -37,6 +37,10 @@ CPU_MAP = pathlib.Path(__file__).parent / 'cpu' / 'data' / 'cpu_map'
 HOST_MODELS = {'intel': 'Skylake-Server-IBRS', 'amd': 'EPYC-Rome'}
 
 
+#: The user id of the fake cloud's admin token.
+ADMIN = 'admin-user-id'
+
+
 def now() -> datetime.datetime:
     return datetime.datetime.now(UTC)
 
@@ -181,6 +185,9 @@ class World:
         self.compute = mock.Mock(spec=_proxy.Proxy)
         self.conn = mock.Mock()
         self.conn.compute = self.compute
+        self.conn.current_user_id = ADMIN
+        self.user = ADMIN                  # who the next action is by
+        self.acted: dict[str, list[_server_action.ServerAction]] = {}
         self.images = {'img': {}}
         self.conn.image.get_image.side_effect = (
             lambda image_id: _image.Image(id=image_id,
@@ -250,7 +257,8 @@ class World:
         c.servers.side_effect = self._list_servers
         c.find_server.side_effect = self._find_server
         c.get_server.side_effect = self._get_server
-        c.reboot_server.side_effect = lambda s, kind: self._restart(s)
+        c.reboot_server.side_effect = (
+            lambda s, kind: self.act(s, 'reboot') or self._restart(s))
         c.stop_server.side_effect = self._stop
         c.start_server.side_effect = self._start
         c.live_migrate_server.side_effect = self._live_migrate
@@ -311,10 +319,22 @@ class World:
         host.domains[s.id] = host.build_guest()
         s.status = 'ACTIVE'
 
+    def act(self, server, action: str, user: str | None = None,
+            when: datetime.datetime | None = None) -> None:
+        """Record an instance action, as Nova's API does."""
+        when = when or datetime.datetime.now(datetime.timezone.utc)
+        self.acted.setdefault(self._sid(server), []).append(
+            _server_action.ServerAction(
+                action=action, request_id='req-%d' % next(self.seq),
+                user_id=user or self.user,
+                start_time=when.strftime('%Y-%m-%dT%H:%M:%S.%f')))
+
     def _stop(self, server):
+        self.act(server, 'stop')
         self.servers[self._sid(server)].status = 'SHUTOFF'
 
     def _start(self, server):
+        self.act(server, 'start')
         self._restart(server)
 
     def _record(self, s, kind, dest, status):
@@ -373,9 +393,10 @@ class World:
         self.aborted.append(s.id)
 
     def _actions(self, server):
+        acted = list(self.acted.get(self._sid(server), []))
         if not self.fail_migration:
-            return iter([])
-        return iter([_server_action.ServerAction(
+            return iter(acted)
+        return iter(acted + [_server_action.ServerAction(
             action='live-migration', request_id='req-1',
             start_time='2026-11-27T10:00:00', message='Error')])
 
