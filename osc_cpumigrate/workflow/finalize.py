@@ -56,7 +56,7 @@ def finalize(ctx: common.Context, host_name: str, *,
             row_type=rows.FinalizeRow, done=rows.FINALIZED,
             already=rows.ALREADY_FINALIZED, would=rows.WOULD_FINALIZE,
             cpu='the host\'s own CPU', verify=verify,
-            expected=rows.Cpu.of_settings(conf.original))
+            expected=rows.Cpu.of_settings(conf.original), verb='finalize')
         work = restart.classify(ctx, host, selected, goal,
                                 settled=settled)
         restart.run(ctx, host, work, goal, method=method, dry_run=dry_run)

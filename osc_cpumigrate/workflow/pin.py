@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import logging
 from typing import Any
 
+from osc_cpumigrate import errors
 from osc_cpumigrate.choices import DEFAULT_RESTART_METHOD
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
@@ -43,8 +44,14 @@ def pin(ctx: common.Context, host_name: str, *,
         stopped = restart.run(ctx, host, work, goal, method=method,
                               dry_run=dry_run)
         keep = stopped or any(common.busy(s) for s in selected)
-        extra = restore(ctx, host, conf, work, keep=keep,
-                        named=bool(servers), dry_run=dry_run)
+        try:
+            extra = restore(ctx, host, conf, work, keep=keep,
+                            named=bool(servers), dry_run=dry_run)
+        except KeyboardInterrupt as exc:
+            raise errors.interrupted(exc, work.rows(), (
+                '%s: interrupted while restoring nova.conf and restarting '
+                'nova-compute; the next "openstack cpumigrate pin %s" '
+                'finishes it' % (host_name, host_name))) from None
         return common.finish(work.rows(), extra=extra)
 
 

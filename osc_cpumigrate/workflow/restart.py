@@ -33,6 +33,7 @@ from typing import Any
 
 from openstack import exceptions as sdk_exc
 
+from osc_cpumigrate import errors
 from osc_cpumigrate.choices import POWER_CUT_METHOD
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
@@ -76,6 +77,8 @@ class Goal:
     verify: Callable[[host_api.GuestCpu], str | None]
     #: The CPU After of a dry run's rows.
     expected: rows.Cpu | None = None
+    #: The verb, for the command a message tells the operator to run.
+    verb: str = 'pin'
 
 
 @dataclasses.dataclass
@@ -162,10 +165,39 @@ def run(ctx: common.Context, host: host_api.Host, plan: Plan, goal: Goal, *,
                             'the run stopped at an earlier failure',
                             before=guest))
             continue
-        plan.settle(restart_one(ctx, host, server, guest, goal,
-                                method=method))
+        try:
+            plan.settle(restart_one(ctx, host, server, guest, goal,
+                                    method=method))
+        except KeyboardInterrupt as exc:
+            raise interrupted(exc, host, plan, goal, server,
+                              method=method) from None
         stopped = plan.results[server.id].result == rows.FAILED
     return stopped
+
+
+def interrupted(exc: KeyboardInterrupt, host: host_api.Host, plan: Plan,
+                goal: Goal, server: Any, *,
+                method: str) -> KeyboardInterrupt:
+    """SIGINT/SIGTERM while restarting ``server``: its row says what Nova
+    may still be doing and what to run; the rest are not attempted."""
+    if method == POWER_CUT_METHOD:
+        doing = ('interrupted during its hard reboot: Nova finishes it; '
+                 'check with "openstack server show %s"' % server.id)
+    else:
+        doing = ('interrupted while cpumigrate stopped and started it: '
+                 'Nova finishes the action under way; if it is left '
+                 'SHUTOFF, the next "openstack cpumigrate %s %s" starts it '
+                 '(or "openstack server start %s")'
+                 % (goal.verb, host.name, server.id))
+    guest = {s.id: g for s, g in plan.todo}.get(server.id)
+    plan.settle(row(goal, server, host.name, rows.INTERRUPTED, doing,
+                    before=guest))
+    for other, guest in plan.todo:
+        if other.id not in plan.results:
+            plan.settle(row(goal, other, host.name, rows.NOT_ATTEMPTED,
+                            'the run was interrupted', before=guest))
+    return errors.interrupted(exc, plan.rows(), '%s (%s): %s' % (
+        server.name, server.id, doing))
 
 
 def question(host: host_api.Host, plan: Plan, goal: Goal,

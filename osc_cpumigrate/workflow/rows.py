@@ -47,6 +47,9 @@ REFUSED = 'refused'
 FAILED = 'failed'
 #: Not tried because the run stopped at an earlier failure.
 NOT_ATTEMPTED = 'not-attempted'
+#: The run was interrupted (SIGINT, SIGTERM) while acting on this server;
+#: ``Reason`` says what is still under way and what to run next.
+INTERRUPTED = 'interrupted'
 #: ``--dry-run``: what the verb would do.
 WOULD_PIN = 'would-pin'
 WOULD_FINALIZE = 'would-finalize'
