@@ -55,6 +55,16 @@ class Host(Protocol):
     def compute_started_at(self) -> datetime.datetime | None:
         """When nova-compute last started (UTC), or None when unknown."""
 
+    def restored_at(self) -> datetime.datetime | None:
+        """When cpumigrate last restored the original nova.conf (the
+        hypervisor's clock, UTC), or None: with nova-compute started
+        before it, the host is restart pending."""
+
+    def restorable_problem(self) -> str | None:
+        """Why the original nova.conf could not be restored now (edited
+        since the transition was written, no usable backup nor kept lines,
+        directory not writable), or None."""
+
     def guest_cpu(self, instance_uuid: str) -> GuestCpu:
         """``virsh dumpxml <uuid>`` parsed; HostError if no such domain."""
 

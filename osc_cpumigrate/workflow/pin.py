@@ -36,6 +36,7 @@ def pin(ctx: common.Context, host_name: str, *,
     """Pin the servers of ``host_name`` (all, or those named)."""
     with restart.session(ctx, host_name, servers, method) as (
             host, conf, selected):
+        common.finish_pending_restart(ctx, host, conf, dry_run=dry_run)
         goal = goal_of(conf)
         work = plan(ctx, host, selected, conf, goal)
         guard(ctx, host, conf, work)
@@ -111,6 +112,7 @@ def guard(ctx: common.Context, host: host_api.Host,
             '%s is not prepared: its nova.conf does not hold transition '
             'CPU settings; run "openstack cpumigrate prepare %s" first'
             % (host.name, host.name))
+    require_restorable(ctx, host, conf)
     restarted = common.compute_restarted_since_written(host, conf)
     if restarted is False:
         raise WorkflowError(
@@ -123,6 +125,20 @@ def guard(ctx: common.Context, host: host_api.Host,
         ctx.progress('%s: cannot tell when nova-compute last started; '
                      'going on (each restarted domain is verified)'
                      % host.name)
+
+
+def require_restorable(ctx: common.Context, host: host_api.Host,
+                       conf: host_api.ConfState) -> None:
+    """Before the first restart: the original nova.conf can be put back
+    (the backup, or the lines the marker keeps; the file as cpumigrate
+    wrote it; the directory writable)."""
+    if conf.problem:
+        ctx.progress('%s: %s' % (host.name, conf.problem))
+    problem = host.restorable_problem()
+    if problem:
+        raise WorkflowError(
+            'no server on %s was restarted: the original nova.conf could '
+            'not be restored afterwards: %s' % (host.name, problem))
 
 
 def refuse_floors(ctx: common.Context, host: host_api.Host,

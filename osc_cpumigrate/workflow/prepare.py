@@ -41,6 +41,8 @@ def prepare(ctx: common.Context, host_name: str, *,
             ('write nova.conf', plan.changed),
             ('restart nova-compute', plan.changed or not restarted))
             if needed]
+        if 'restart nova-compute' not in steps:
+            require_compute_up(ctx, host_name)
         if dry_run:
             if plan.diff:
                 ctx.progress(plan.diff)
@@ -56,6 +58,16 @@ def prepare(ctx: common.Context, host_name: str, *,
             service, plan, backup,
             rows.PREPARED if steps else rows.ALREADY_PREPARED,
             ', '.join(steps))]
+
+
+def require_compute_up(ctx: common.Context, host_name: str) -> None:
+    """A host whose nova-compute is down is not prepared, whatever its
+    nova.conf says: nothing would run its servers' restarts."""
+    down = common.compute_down(ctx, host_name)
+    if down:
+        raise WorkflowError('%s is not ready: %s (or run "openstack '
+                            'cpumigrate prepare %s" again once it is up)'
+                            % (host_name, down, host_name))
 
 
 def prepare_row(service: Any, plan: host_api.Change, backup: str,

@@ -217,13 +217,16 @@ class HostRow:
     service_status: str
     service_state: str
     disabled_reason: str
-    nova_conf: str                # 'transition' | 'normal'
+    nova_conf: str                # transition | restart pending | normal
     path: str
     cpu: Cpu | None               # the settings in force in the file
     original_cpu: Cpu | None      # without cpumigrate's change
     backup: str
     changed_at: str               # when the transition was written (UTC)
     servers: int
+    #: What keeps the original nova.conf from being restored as saved
+    #: (backup missing or changed: the marker's lines stand in), or ''.
+    problem: str = ''
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -33,10 +33,15 @@ def status(ctx: common.Context, host_name: str) -> list[rows.StatusRow]:
     with ctx.host(host_name) as host:
         conf = host.nova_conf()
         host_cpu = host.host_cpu()
-        ctx.progress('%s: nova-compute %s; nova.conf %s (%s)' % (
+        state = common.conf_state(host, conf)
+        ctx.progress('%s: nova-compute %s; nova.conf %s (%s)%s' % (
             host_name, common.service_text(service),
-            'holds transition settings' if conf.transitioned else 'normal',
-            rows.Cpu.of_settings(conf.settings).full()))
+            'holds transition settings' if conf.transitioned else (
+                'restored, restart pending (the next pin or prepare '
+                'restarts nova-compute)' if state == 'restart pending'
+                else 'normal'),
+            rows.Cpu.of_settings(conf.settings).full(),
+            '; %s' % conf.problem if conf.problem else ''))
         for server in servers:
             cpu, reason = None, ''
             if server.status != 'ACTIVE':

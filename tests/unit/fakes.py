@@ -81,6 +81,9 @@ class FakeHost:
         self.qemu_version = '7.2.0'
         self.refuse_compare = False
         self.compared: list[str] = []
+        self.restored: datetime.datetime | None = None
+        self.problem: str | None = None          # ConfState.problem
+        self.unrestorable: str | None = None     # restorable_problem()
 
     # -- what the simulation needs ---------------------------------------
 
@@ -105,7 +108,7 @@ class FakeHost:
             path='/etc/nova/nova.conf', sha256='0' * 64, settings=self.file,
             transitioned=self.transitioned, original=self.original,
             backup='/etc/nova/nova.conf.cpumigrate-1' if self.transitioned
-            else None, changed_at=self.changed_at)
+            else None, changed_at=self.changed_at, problem=self.problem)
 
     def apply_transition(self, model: str, flags: Sequence[str] = (),
                          dry_run: bool = False) -> host_api.Change:
@@ -130,6 +133,8 @@ class FakeHost:
             self.file = self.original
             self.transitioned = False
             self.changed_at = None
+            self.restored = now()
+            self.problem = None
         return host_api.Change('/etc/nova/nova.conf', before, self.original,
                                None, '', changed)
 
@@ -145,6 +150,12 @@ class FakeHost:
 
     def compute_started_at(self) -> datetime.datetime | None:
         return self.started_at
+
+    def restored_at(self) -> datetime.datetime | None:
+        return self.restored
+
+    def restorable_problem(self) -> str | None:
+        return self.unrestorable
 
     def guest_cpu(self, instance_uuid: str) -> host_api.GuestCpu:
         if instance_uuid not in self.domains:
