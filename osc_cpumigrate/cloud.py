@@ -12,6 +12,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 import datetime
 import logging
+import os
 import time
 from typing import Any
 
@@ -328,8 +329,21 @@ class Cloud:
 
     def user_id(self) -> str:
         """The user id of this session's token (who Nova records as the
-        actor of the actions cpumigrate makes)."""
-        return self.conn.current_user_id
+        actor of the actions cpumigrate makes).  An auth plugin without
+        Keystone (admin_token against a bare endpoint) cannot say: then
+        ``OS_CPUMIGRATE_USER_ID`` must; else WorkflowError."""
+        try:
+            found = self.conn.current_user_id
+        except (sdk_exc.SDKException, ks_exc.ClientException) as exc:
+            found, why = None, str(exc).splitlines()[0] if str(exc) else ''
+        else:
+            why = 'the token names no user'
+        found = found or os.environ.get('OS_CPUMIGRATE_USER_ID')
+        if not found:
+            raise WorkflowError(
+                'cannot tell which user cpumigrate acts as (%s); set '
+                'OS_CPUMIGRATE_USER_ID' % why)
+        return found
 
     def server_actions(self, server: Any) -> list[Any]:
         """The server's instance actions (``os-instance-actions``): what

@@ -29,6 +29,7 @@ from typing import Any
 
 from osc_cpumigrate.cloud import parse_time
 from osc_cpumigrate.cloud import utcnow
+from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import common
 
 LOG = logging.getLogger(__name__)
@@ -111,8 +112,11 @@ def proof(ctx: common.Context, server: Any) -> str | None:
     it); else why it is left alone.  A key that is ours but stale is
     deleted on the way."""
     cloud = ctx.cloud
-    why, stale = our_stop(server, cloud.server_actions(server),
-                          cloud.user_id())
+    try:
+        user_id = cloud.user_id()
+    except WorkflowError as exc:
+        return str(exc)
+    why, stale = our_stop(server, cloud.server_actions(server), user_id)
     if stale:
         clear(ctx, server, why or '')
     return why
@@ -123,7 +127,11 @@ def tidy(ctx: common.Context, server: Any) -> None:
     stop failed) since; if the key is ours, it is stale: delete it."""
     if not claimed(server) or server.status == 'SHUTOFF':
         return
+    try:
+        user_id = ctx.cloud.user_id()
+    except WorkflowError:
+        return
     stops = [a for a in ctx.cloud.server_actions(server)
              if a.action == 'stop']
-    if stops and max(stops, key=_when).user_id == ctx.cloud.user_id():
+    if stops and max(stops, key=_when).user_id == user_id:
         clear(ctx, server, 'the server is %s' % server.status)

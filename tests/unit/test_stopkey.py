@@ -133,3 +133,18 @@ def test_a_start_whose_wait_runs_out_but_gets_active_succeeds():
     assert after.status == 'ACTIVE'
     assert world.compute.start_server.call_count == 1   # waited, no 2nd
     assert stopkey.STOPPED_KEY not in world.servers[server.id].metadata
+
+
+def test_without_a_user_id_nothing_is_started(monkeypatch):
+    from openstack import exceptions as sdk_exc
+    world = fakes.World()
+    [server] = world.boot('intel-1')
+    stopped_by_us(world, server)
+    type(world.conn).current_user_id = property(
+        lambda self: (_ for _ in ()).throw(sdk_exc.ConfigException(
+            'cannot fetch catalog for non-keystone auth plugin')))
+    monkeypatch.delenv('OS_CPUMIGRATE_USER_ID', raising=False)
+    why = stopkey.proof(world.context(), server)
+    assert why.startswith('cannot tell which user cpumigrate acts as')
+    monkeypatch.setenv('OS_CPUMIGRATE_USER_ID', fakes.ADMIN)
+    assert stopkey.proof(world.context(), server) is None
