@@ -165,15 +165,11 @@ def run(ctx: common.Context, host: host_api.Host, plan: Plan, goal: Goal, *,
                             'the run stopped at an earlier failure',
                             before=guest))
             continue
-        down = common.compute_down(ctx, host.name)
-        if down:
-            plan.settle(row(goal, server, host.name, rows.FAILED, down,
-                            before=guest))
-            stopped = True
-            continue
         try:
-            plan.settle(restart_one(ctx, host, server, guest, goal,
-                                    method=method))
+            down = common.compute_down(ctx, host.name)
+            plan.settle(row(goal, server, host.name, rows.FAILED, down,
+                            before=guest) if down else restart_one(
+                ctx, host, server, guest, goal, method=method))
         except KeyboardInterrupt as exc:
             raise interrupted(exc, host, plan, goal, server,
                               method=method) from None
