@@ -24,6 +24,7 @@ from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import rows
+from osc_cpumigrate.workflow import stopkey
 from osc_cpumigrate.workflow.restart import stopped_by_us
 
 LOG = logging.getLogger(__name__)
@@ -210,7 +211,8 @@ def plan_moves(ctx: common.Context, source: str, servers: Sequence[Any],
                            % (common.cpu_text(guest), source))
                 else:
                     moves.append(Move(server, LIVE))
-            elif stopped_by_us(server):
+            elif stopped_by_us(server) and stopkey.proof(ctx,
+                                                          server) is None:
                 why = ('stopped by an interrupted pin: run "openstack '
                        'cpumigrate pin %s" to start it again' % source)
             elif server.status == 'SHUTOFF' and not server.task_state:

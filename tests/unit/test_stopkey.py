@@ -5,6 +5,7 @@ import datetime
 
 import pytest
 
+from osc_cpumigrate.errors import PartialFailure
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import pin
 from osc_cpumigrate.workflow import restart
@@ -148,3 +149,20 @@ def test_without_a_user_id_nothing_is_started(monkeypatch):
     assert why.startswith('cannot tell which user cpumigrate acts as')
     monkeypatch.setenv('OS_CPUMIGRATE_USER_ID', fakes.ADMIN)
     assert stopkey.proof(world.context(), server) is None
+
+
+def test_migrate_refuses_ours_but_moves_the_owners_stopped_server():
+    from osc_cpumigrate.workflow import migrate
+    p = fakes.pinned_world(active=1, stopped=0)
+    world = p.world
+    [ours] = p.servers
+    stopped_by_us(world, ours)
+    [owned] = world.boot('intel-1', status='SHUTOFF', prefix='owned')
+    world.act(owned, 'stop', user='owner-id')
+    owned.metadata[stopkey.STOPPED_KEY] = '2026-11-27T10:00:00Z'
+    with pytest.raises(PartialFailure) as caught:
+        migrate.migrate(world.context(), 'intel-1', destinations=['amd-1'])
+    found = {r.id: r for r in caught.value.results}
+    assert found[ours.id].result == 'refused'
+    assert 'interrupted pin' in found[ours.id].reason
+    assert found[owned.id].result == 'cold-migrated'
