@@ -195,9 +195,9 @@ def test_owner_stop_key_is_not_started(lab):
     """Part 6: a member stops their own server and sets the key; pin
     leaves it stopped, and says why."""
     member = dict(lab, OS_CLOUD='cpumigrate-lab-member',
-                  OS_COMPUTE_API_VERSION='2.37')    # for --network none
+                  OS_COMPUTE_API_VERSION='2.37')    # for --nic none
     created = osc(member, 'server', 'create', '--image', 'cirros',
-                  '--flavor', 'm1.small', '--network', 'none', '--wait',
+                  '--flavor', 'm1.small', '--nic', 'none', '--wait',
                   'owned-1')
     sid = created['id']
     run(member, [OPENSTACK, 'server', 'stop', sid])
