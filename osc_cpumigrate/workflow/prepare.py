@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import logging
 from typing import Any
 
+from osc_cpumigrate import errors
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
@@ -50,9 +51,16 @@ def prepare(ctx: common.Context, host_name: str, *,
                 service, plan, conf.backup or '',
                 rows.WOULD_PREPARE if steps else rows.ALREADY_PREPARED,
                 'would ' + ', '.join(steps) if steps else '')]
-        service, change = apply(ctx, host, service, plan, steps,
-                                model=model, flags=flags,
-                                reason=disable_reason or DEFAULT_REASON)
+        try:
+            service, change = apply(ctx, host, service, plan, steps,
+                                    model=model, flags=flags,
+                                    reason=disable_reason or DEFAULT_REASON)
+        except KeyboardInterrupt as exc:
+            raise errors.interrupted(exc, [], (
+                '%s: interrupted during %s; run "openstack cpumigrate '
+                'prepare %s" again to carry on, or see "openstack '
+                'cpumigrate host show %s"' % (host_name, ', '.join(steps),
+                                              host_name, host_name))) from None
         backup = change.backup or host.nova_conf().backup or ''
         return [prepare_row(
             service, plan, backup,

@@ -117,3 +117,37 @@ def test_interrupted_keeps_the_innermost_rows():
     exc = errors.interrupted(KeyboardInterrupt(), ['inner'], 'x')
     errors.interrupted(exc, ['outer'], 'y')
     assert (exc.results, exc.in_flight) == (['inner'], 'x')
+
+
+def test_status_interrupted_keeps_the_rows_so_far():
+    from osc_cpumigrate.workflow import status
+    p = fakes.prepared_world(active=2, stopped=0)
+    host = p.world.hosts['intel-1']
+    real = host.guest_cpu
+    calls = []
+
+    def guest_cpu(sid):
+        calls.append(sid)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(sid)
+    host.guest_cpu = guest_cpu
+    with pytest.raises(KeyboardInterrupt) as caught:
+        status.status(p.world.context(), 'intel-1')
+    assert [r.id for r in caught.value.results] == [p.servers[0].id]
+
+
+def test_prepare_interrupted_names_the_step():
+    from osc_cpumigrate.workflow import prepare
+    world = fakes.World()
+    world.boot('intel-1')
+    host = world.hosts['intel-1']
+    host.restart_nova_compute = lambda: (_ for _ in ()).throw(
+        KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt) as caught:
+        prepare.prepare(world.context(), 'intel-1', model='kvm64')
+    assert caught.value.results == []
+    assert caught.value.in_flight.startswith(
+        'intel-1: interrupted during disable service, write nova.conf, '
+        'restart nova-compute; run "openstack cpumigrate prepare intel-1" '
+        'again')
