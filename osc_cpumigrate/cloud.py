@@ -375,6 +375,28 @@ class Cloud:
             return '%s failed' % event.event
         return newest.message or None
 
+    def user_id(self) -> str:
+        """The user id of this session's token (who Nova records as the
+        actor of the actions cpumigrate makes).  An auth plugin without
+        Keystone cannot say: WorkflowError (no server is then started on
+        the strength of its stop key alone)."""
+        try:
+            found = self.conn.current_user_id
+        except (sdk_exc.SDKException, ks_exc.ClientException) as exc:
+            found, why = None, str(exc).splitlines()[0] if str(exc) else ''
+        else:
+            why = 'the token names no user'
+        if not found:
+            raise WorkflowError(
+                'cannot tell which user cpumigrate acts as (%s): it needs '
+                'a Keystone token' % why)
+        return found
+
+    def server_actions(self, server: Any) -> list[Any]:
+        """The server's instance actions (``os-instance-actions``): what
+        was done to it, by which user, when."""
+        return self.read(self.compute.server_actions, server)
+
     # -- capacity ---------------------------------------------------------
 
     def hypervisor_names(self, host: str) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import functools
+import signal
 from typing import Any
 from typing import TypeVar
 
@@ -53,6 +54,47 @@ class PartialFailure(Exception):
         self.results = results
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: raised where the process happens to be, as Python does
+    with SIGINT, so the workflow stops the same way for both."""
+
+    exit_status = 143
+
+
+#: cliff's exit status for SIGINT (KeyboardInterrupt).
+SIGINT_EXIT = 130
+
+
+def interrupted(exc: KeyboardInterrupt, results: list[Any],
+                in_flight: str = '') -> KeyboardInterrupt:
+    """Attach the rows so far and what the interruption left under way
+    to ``exc`` (the innermost caller that knows them wins), for
+    :func:`translate_errors` to print."""
+    if not hasattr(exc, 'results'):
+        exc.results = results              # type: ignore[attr-defined]
+        exc.in_flight = in_flight          # type: ignore[attr-defined]
+    return exc
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def report_interruption(cmd: Any, parsed_args: Any,
+                        exc: KeyboardInterrupt) -> None:
+    """The rows so far in the requested format, then, on stderr, what is
+    still under way and the command that follows or aborts it."""
+    results = getattr(exc, 'results', [])
+    if hasattr(cmd, 'present'):
+        cmd.produce_output(parsed_args, *cmd.present(parsed_args, results))
+    what = 'terminated (SIGTERM)' if isinstance(exc, Terminated) else (
+        'interrupted (SIGINT)')
+    in_flight = getattr(exc, 'in_flight', '')
+    cmd.app.stderr.write('cpumigrate %s%s\n' % (
+        what, ': %s' % in_flight if in_flight else ''))
+    cmd.app.stderr.flush()
+
+
 def http_message(exc: sdk_exc.HttpException) -> str:
     """One line from an SDK HTTP error, naming what the operator must fix."""
     status = getattr(exc, 'status_code', None)
@@ -75,7 +117,18 @@ def translate_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(self: Any, parsed_args: Any) -> Any:
         try:
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        except ValueError:                 # not the main thread
+            previous = None
+        try:
             return func(self, parsed_args)
+        except KeyboardInterrupt as exc:
+            # SIGINT or SIGTERM: the rows so far, what is under way, and
+            # 130 (cliff's answer to KeyboardInterrupt) or 143.
+            report_interruption(self, parsed_args, exc)
+            if isinstance(exc, Terminated):
+                raise SystemExit(Terminated.exit_status) from None
+            raise
         except PartialFailure as exc:
             # The rows are the operator's record of what happened: print
             # them before failing, as OSC commands that collect failures do.
@@ -95,5 +148,8 @@ def translate_errors(func: F) -> F:
             # connection failures and the like, outside any retry
             raise osc_exc.CommandError('cloud API: %s' % (
                 str(exc).splitlines()[0] if str(exc) else exc)) from exc
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]

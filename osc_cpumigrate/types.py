@@ -74,6 +74,10 @@ class ConfState:
     original: CpuSettings
     backup: str | None
     changed_at: datetime.datetime | None
+    #: What keeps the original from being restored as it was saved (the
+    #: backup is missing or was changed: the marker's lines stand in), or
+    #: None.
+    problem: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 from typing import TextIO
 
 from osc_cpumigrate import audit
+from osc_cpumigrate.choices import DEFAULT_RESTART_METHOD
 from osc_cpumigrate.choices import RESTART_METHODS
 from osc_cpumigrate.commands import logs
 from osc_cpumigrate.commands import settings
@@ -73,9 +74,11 @@ def add_servers(parser: argparse.ArgumentParser) -> None:
 def add_method(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--method', metavar='<method>', choices=RESTART_METHODS,
-        default='hard-reboot',
-        help='How to restart servers: hard-reboot (default, one action) or '
-             'stop-start (as the manual runbook does)')
+        default=DEFAULT_RESTART_METHOD,
+        help='How to restart servers: stop-start (default: a clean ACPI '
+             'shutdown within Nova\'s shutdown_timeout, then a start, as '
+             'the manual runbook does) or hard-reboot (one action, but it '
+             'cuts the guest\'s power: writes not yet on disk are lost)')
 
 
 def add_destinations(parser: argparse.ArgumentParser, *, required: bool,

@@ -64,6 +64,16 @@ class Host(Protocol):
         """The host lock file (op take | refresh | release; ``token``: the
         one it must carry): (done, "age <seconds>\\n<holder's content>")."""
 
+    def restored_at(self) -> datetime.datetime | None:
+        """When cpumigrate last restored the original nova.conf (the
+        hypervisor's clock, UTC), or None: with nova-compute started
+        before it, the host is restart pending."""
+
+    def restorable_problem(self) -> str | None:
+        """Why the original nova.conf could not be restored now (edited
+        since the transition was written, no usable backup nor kept lines,
+        directory not writable), or None."""
+
     def guest_cpu(self, instance_uuid: str) -> GuestCpu:
         """``virsh dumpxml <uuid>`` parsed; HostError if no such domain."""
 

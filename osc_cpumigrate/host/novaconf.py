@@ -39,6 +39,11 @@ _MARKER_RE = re.compile(
     r'(?: \(sha256 (?P<sha>[0-9a-f]{64})\))?\s*$'
 )
 
+#: Below the marker: each original CPU option line, as it was.
+ORIGINAL_PREFIX = '# cpumigrate: original line: '
+#: Below the marker when the original set no CPU option.
+ORIGINAL_NONE = '# cpumigrate: the original sets no CPU option'
+
 # CPU model and flag names as libvirt/QEMU spell them; anything else (spaces,
 # newlines, '=') could corrupt nova.conf, so it is refused before editing.
 _MODEL_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
@@ -307,17 +312,18 @@ def apply_transition(text: str, model: str, flags: Sequence[str],
     blocks = _parse(text)
     lines = split_lines(text)
     eol = '\r\n' if lines and lines[0].endswith('\r\n') else '\n'
-    new = [marker_line(when, backup, sha256(text)) + eol,
-           '%s = custom%s' % (CPU_MODE, eol),
-           '%s = %s%s' % (CPU_MODELS, model, eol)]
-    if flags:
-        new.append('%s = %s%s' % (CPU_EXTRA_FLAGS, ', '.join(flags), eol))
-
     cpu_blocks = [
         b
         for b in blocks
         if b.section == SECTION and b.kind == 'option' and b.key in CPU_OPTIONS
     ]
+    new = [marker_line(when, backup, sha256(text)) + eol,
+           *original_lines(lines, cpu_blocks, eol),
+           '%s = custom%s' % (CPU_MODE, eol),
+           '%s = %s%s' % (CPU_MODELS, model, eol)]
+    if flags:
+        new.append('%s = %s%s' % (CPU_EXTRA_FLAGS, ', '.join(flags), eol))
+
     drop = {i for b in cpu_blocks for i in range(b.start, b.end)}
     if cpu_blocks:
         insert_at = cpu_blocks[0].start
@@ -368,6 +374,61 @@ def apply_transition(text: str, model: str, flags: Sequence[str],
     # an insertion right after a last line without line end
     result = ''.join(out)
     _parse(result)  # never hand back something we cannot read again
+    return result
+
+
+def original_lines(lines: Sequence[str], cpu_blocks: Sequence[_Block],
+                   eol: str) -> list[str]:
+    """The original CPU option lines as comments below the marker, so that
+    a host whose backup was deleted can still be restored (or an empty
+    record: the original set no CPU option)."""
+    kept = [line.rstrip('\r\n') for b in cpu_blocks
+            for line in lines[b.start:b.end]]
+    if not kept:
+        return [ORIGINAL_NONE + eol]
+    return [ORIGINAL_PREFIX + line + eol for line in kept]
+
+
+def marker_original(text: str) -> list[str] | None:
+    """The original CPU lines the marker comment keeps ([] when the
+    original set none), or None when the file has no such record (a marker
+    written before the lines were kept)."""
+    found: list[str] = []
+    for line in split_lines(text):
+        bare = line.rstrip('\r\n')
+        if bare == ORIGINAL_NONE:
+            return []
+        if bare.startswith(ORIGINAL_PREFIX):
+            found.append(bare[len(ORIGINAL_PREFIX):])
+    return found or None
+
+
+def restore_from_marker(text: str) -> str:
+    """``text`` (a transitioned nova.conf) with the original CPU lines the
+    marker keeps in place of the marker and the transition options: what
+    a restore writes when the backup is gone.  The rest of the file is kept
+    byte for byte; if the original's CPU lines were all in one place the
+    result is the original itself (its sha256 is the marker's)."""
+    kept = marker_original(text)
+    if kept is None or find_marker(text) is None:
+        raise NovaConfError('the marker keeps no original CPU lines')
+    lines = split_lines(text)
+    eol = '\r\n' if lines and lines[0].endswith('\r\n') else '\n'
+    ours = {i for b in _parse(text) if b.section == SECTION
+            and b.kind == 'option' and b.key in CPU_OPTIONS
+            for i in range(b.start, b.end)}
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        bare = line.rstrip('\r\n')
+        if _MARKER_RE.match(bare.strip()):
+            out.extend(k + eol for k in kept)
+        elif (index in ours or bare == ORIGINAL_NONE
+              or bare.startswith(ORIGINAL_PREFIX)):
+            continue
+        else:
+            out.append(line)
+    result = ''.join(out)
+    _parse(result)
     return result
 
 

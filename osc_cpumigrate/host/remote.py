@@ -225,6 +225,9 @@ class _Snapshot:
     settings: CpuSettings
     marker: novaconf.Marker | None
     backup_data: bytes | None
+    #: Why the marker's backup cannot serve as the original (missing,
+    #: unreadable, or not what was saved), or None.
+    backup_problem: str | None = None
 
     @property
     def sha256(self) -> str:
@@ -490,27 +493,58 @@ class RemoteHost:
             marker = novaconf.find_marker(text)
         except novaconf.NovaConfError as exc:
             raise HostError('%s on %s: %s' % (path, self.name, exc)) from None
-        backup_data = None
+        backup_data, problem = None, None
         if marker:
-            try:
-                backup_data = self.read_file(marker.backup)
-            except HostError as exc:
-                raise HostError(
-                    '%s on %s says the original was saved as %s, but: %s'
-                    % (path, self.name, marker.backup, exc)
-                ) from None
-        return _Snapshot(path, data, text, settings, marker, backup_data)
+            backup_data, problem = self._read_backup(marker)
+            if problem and novaconf.marker_original(text) is None:
+                # nothing else to restore from
+                raise HostError('%s on %s says the original was saved as '
+                                '%s, but: %s' % (path, self.name,
+                                                 marker.backup, problem))
+        return _Snapshot(path, data, text, settings, marker, backup_data,
+                         problem)
+
+    def _read_backup(self, marker: novaconf.Marker
+                     ) -> tuple[bytes | None, str | None]:
+        """The backup's bytes, or None and why it cannot serve (missing,
+        unreadable, or changed since it was saved: sha256 differs)."""
+        try:
+            data = self.read_file(marker.backup)
+        except HostError as exc:
+            return None, str(exc)
+        if marker.backup_sha256 and (
+                novaconf.sha256(data) != marker.backup_sha256):
+            return None, ('backup %s on %s was changed after it was saved '
+                          '(sha256 differs from the marker\'s)'
+                          % (marker.backup, self.name))
+        return data, None
+
+    def _original_text(self, snap: _Snapshot) -> str | None:
+        """The original nova.conf: the backup's text, or, when the backup
+        cannot serve, the file with the marker's original lines put back;
+        None when neither is there."""
+        if snap.backup_data is not None:
+            return novaconf.decode(snap.backup_data)
+        try:
+            return novaconf.restore_from_marker(snap.text)
+        except novaconf.NovaConfError:
+            return None
 
     def _is_ours(self, snap: _Snapshot) -> bool:
-        """Is the file exactly what apply_transition made of the backup?"""
+        """Is the file exactly what apply_transition made of the original
+        (the backup; without it, the original the marker's lines give, up
+        to the marker line, which holds the real original's sha256)?"""
         settings = snap.settings
-        if snap.marker is None or snap.backup_data is None:
+        original = self._original_text(snap) if snap.marker else None
+        if original is None:
             return False
+        if snap.backup_data is None:
+            return self._is_ours_by_marker(snap, original)
         if settings.mode != 'custom' or len(settings.models) != 1:
             return False
         try:
             expected = novaconf.apply_transition(
-                novaconf.decode(snap.backup_data),
+                original,
                 settings.models[0],
                 settings.extra_flags,
                 snap.marker.changed_at,
@@ -519,6 +553,22 @@ class RemoteHost:
         except novaconf.NovaConfError:
             return False
         return novaconf.sha256(expected) == snap.sha256
+
+    def _is_ours_by_marker(self, snap: _Snapshot, original: str) -> bool:
+        settings = snap.settings
+        if settings.mode != 'custom' or len(settings.models) != 1:
+            return False
+        try:
+            expected = novaconf.apply_transition(
+                original, settings.models[0], settings.extra_flags,
+                snap.marker.changed_at, snap.marker.backup)
+        except novaconf.NovaConfError:
+            return False
+
+        def bare(text: str) -> list[str]:
+            return [line for line in novaconf.split_lines(text)
+                    if not line.startswith(novaconf.MARKER_PREFIX)]
+        return bare(expected) == bare(snap.text)
 
     def _refuse_foreign_edit(self, snap: _Snapshot, doing: str) -> None:
         if not self._is_ours(snap):
@@ -540,21 +590,25 @@ class RemoteHost:
     def nova_conf(self) -> ConfState:
         snap = self._load()
         original = snap.settings
-        if snap.backup_data is not None:
+        text = self._original_text(snap) if snap.marker else None
+        if text is not None:
             try:
-                original = novaconf.read_settings(
-                    novaconf.decode(snap.backup_data)
-                )
+                original = novaconf.read_settings(text)
             except novaconf.NovaConfError as exc:
                 raise HostError(
                     'backup %s on %s: %s'
                     % (snap.marker.backup, self.name, exc)
                 ) from None
+        problem = None
+        if snap.backup_problem:
+            problem = '%s; the original CPU lines kept in the marker ' \
+                'comment stand in for it' % snap.backup_problem
         return ConfState(
             path=snap.path, sha256=snap.sha256, settings=snap.settings,
             transitioned=snap.marker is not None, original=original,
             backup=snap.marker.backup if snap.marker else None,
-            changed_at=snap.marker.changed_at if snap.marker else None)
+            changed_at=snap.marker.changed_at if snap.marker else None,
+            problem=problem)
 
     def _find_identical_backup(self, path: str, sha: str) -> str | None:
         result = self._run(
@@ -585,7 +639,7 @@ class RemoteHost:
                 return Change(
                     snap.path, snap.settings, target, None, '', False
                 )
-            base = novaconf.decode(snap.backup_data)
+            base = self._original_text(snap)
             backup = snap.marker.backup
         else:
             if snap.settings == target:
@@ -622,18 +676,71 @@ class RemoteHost:
                 snap.path, snap.settings, snap.settings, None, '', False
             )
         self._refuse_foreign_edit(snap, 'restore it')
-        original_text = novaconf.decode(snap.backup_data)
+        original_text = self._original_text(snap)
         after = novaconf.read_settings(original_text)
         diff = novaconf.unified_diff(snap.path, snap.text, original_text)
         if dry_run:
             return Change(snap.path, snap.settings, after, None, diff, True)
-        self.write_file(snap.path, snap.backup_data, snap.sha256)
-        LOG.info(
-            '%s: %s restored from %s', self.name, snap.path, snap.marker.backup
-        )
+        when = self._host_now()
+        self.write_file(snap.path, novaconf.encode(original_text),
+                        snap.sha256)
+        source = snap.marker.backup
+        if snap.backup_data is None:
+            source = 'the original lines in the marker comment'
+            LOG.warning('%s: %s: %s', self.name, snap.path,
+                        snap.backup_problem)
+        LOG.info('%s: %s restored from %s', self.name, snap.path, source)
+        self._record_restore(when)
         return Change(
             snap.path, snap.settings, after, snap.marker.backup, diff, True
         )
+
+    # ----------------------------------------------------------- restore
+
+    @property
+    def restored_record(self) -> str:
+        """Where a restore records when it happened (hypervisor's clock):
+        nova-compute started before that runs the transition settings
+        still (restart pending)."""
+        head, _, base = self.conf_path.rpartition('/')
+        return '%s/.%s.cpumigrate-restored' % (head, base)
+
+    def _record_restore(self, when: datetime.datetime) -> None:
+        result = self._run(['sh', '-c', 'printf "%s\\n" "$1" > "$2"',
+                            'cpumigrate-record',
+                            when.strftime('%Y-%m-%dT%H:%M:%SZ'),
+                            self.restored_record])
+        if not result.ok:
+            LOG.warning('%s: cannot record the restore in %s: %s',
+                        self.name, self.restored_record,
+                        result.error_line())
+
+    def restored_at(self) -> datetime.datetime | None:
+        result = self._run(['cat', '--', self.restored_record])
+        if not result.ok:
+            return None
+        try:
+            return datetime.datetime.strptime(
+                result.stdout.strip(), '%Y-%m-%dT%H:%M:%SZ').replace(
+                    tzinfo=datetime.timezone.utc)
+        except ValueError:
+            return None
+
+    def restorable_problem(self) -> str | None:
+        """Why the original could not be restored now (the file edited
+        since the transition was written, the backup changed with no lines
+        kept to stand in, the directory not writable), or None."""
+        snap = self._load()
+        if snap.marker is None:
+            return None
+        if not self._is_ours(snap):
+            return ('%s on %s was edited after cpumigrate changed it: '
+                    'compare it with %s and fix it by hand'
+                    % (snap.path, self.name, snap.marker.backup))
+        head = snap.path.rpartition('/')[0] or '/'
+        if not self._run(['test', '-w', head]).ok:
+            return '%s on %s is not writable' % (head, self.name)
+        return None
 
     # ----------------------------------------------------------- services
 

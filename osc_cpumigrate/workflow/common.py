@@ -168,6 +168,54 @@ def compute_restarted_since_written(
     return started >= conf.changed_at
 
 
+def restart_pending(host: host_api.Host, conf: host_api.ConfState) -> bool:
+    """Was the original nova.conf restored after nova-compute last started
+    (the running nova-compute still has the transition settings)?  Not
+    when the host cannot tell when nova-compute started."""
+    if conf.transitioned:
+        return False
+    restored = host.restored_at()
+    started = host.compute_started_at()
+    return restored is not None and started is not None and (
+        started < restored)
+
+
+def conf_state(host: host_api.Host, conf: host_api.ConfState) -> str:
+    """``transition``, ``restart pending`` or ``normal``: how status and
+    host show name the state of a host's nova.conf."""
+    if conf.transitioned:
+        return 'transition'
+    return 'restart pending' if restart_pending(host, conf) else 'normal'
+
+
+def finish_pending_restart(ctx: Context, host: host_api.Host,
+                           conf: host_api.ConfState, *,
+                           dry_run: bool = False) -> None:
+    """Restart nova-compute if an earlier run restored nova.conf but did
+    not get nova-compute restarted with it."""
+    if not restart_pending(host, conf):
+        return
+    ctx.progress('%s: restart pending: nova.conf was restored after '
+                 'nova-compute last started; %s' % (
+                     host.name, 'would restart nova-compute' if dry_run
+                     else 'restarting nova-compute'))
+    if not dry_run:
+        restart_compute(ctx, host)
+
+
+def compute_down(ctx: Context, host_name: str) -> str | None:
+    """Why no guest may be restarted on the host now: its nova-compute is
+    down or its heartbeat stale (Nova's own verdict, from
+    ``service_down_time``); a power-on there would hang.  None: up."""
+    service = ctx.cloud.compute_service(host_name)
+    if service.state == 'up':
+        return None
+    return ('nova-compute on %s is %s (last heartbeat %s): no server is '
+            'restarted while nothing would execute it; start nova-compute '
+            'and run again' % (host_name, service.state or 'not reporting',
+                               service.updated_at or 'never'))
+
+
 def cpu_text(guest: host_api.GuestCpu | None) -> str:
     """A guest's CPU in full for a message: ``kvm64 +pcid``."""
     cpu = rows.Cpu.of_guest(guest)

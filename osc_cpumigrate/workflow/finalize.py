@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import logging
 from typing import Any
 
+from osc_cpumigrate.choices import DEFAULT_RESTART_METHOD
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
@@ -23,7 +24,7 @@ LOG = logging.getLogger(__name__)
 
 @hostlock.holds_lock
 def finalize(ctx: common.Context, host_name: str, *,
-             servers: Sequence[str] = (), method: str = 'hard-reboot',
+             servers: Sequence[str] = (), method: str = DEFAULT_RESTART_METHOD,
              dry_run: bool = False) -> list[rows.FinalizeRow]:
     """Finalize the servers on ``host_name`` (all, or those named)."""
     with restart.session(ctx, host_name, servers, method) as (
@@ -57,7 +58,8 @@ def finalize(ctx: common.Context, host_name: str, *,
             row_type=rows.FinalizeRow, done=rows.FINALIZED,
             already=rows.ALREADY_FINALIZED, would=rows.WOULD_FINALIZE,
             cpu='the host\'s own CPU', verify=verify,
-            expected=rows.Cpu.of_settings(conf.original))
-        work = restart.classify(host, selected, goal, settled=settled)
+            expected=rows.Cpu.of_settings(conf.original), verb='finalize')
+        work = restart.classify(ctx, host, selected, goal,
+                                settled=settled)
         restart.run(ctx, host, work, goal, method=method, dry_run=dry_run)
         return common.finish(work.rows())

@@ -20,14 +20,15 @@ def show_host(ctx: common.Context, host_name: str) -> rows.HostRow:
     servers = ctx.cloud.servers_on_host(host_name)
     with ctx.host(host_name) as host:
         conf = host.nova_conf()
+        state = common.conf_state(host, conf)
     return rows.HostRow(
         host=host_name, service_status=service.status,
         service_state=service.state,
         disabled_reason=service.disabled_reason or '',
-        nova_conf='transition' if conf.transitioned else 'normal',
+        nova_conf=state,
         path=conf.path, cpu=rows.Cpu.of_settings(conf.settings),
         original_cpu=rows.Cpu.of_settings(conf.original),
         backup=conf.backup or '',
         changed_at=(conf.changed_at.strftime('%Y-%m-%dT%H:%M:%SZ')
                     if conf.changed_at else ''),
-        servers=len(servers))
+        servers=len(servers), problem=conf.problem or '')

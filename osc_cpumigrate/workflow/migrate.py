@@ -16,6 +16,7 @@ from typing import Any
 
 from openstack import exceptions as sdk_exc
 
+from osc_cpumigrate import errors
 from osc_cpumigrate.choices import ON_TIMEOUT
 from osc_cpumigrate.cloud import MIGRATION_DONE
 from osc_cpumigrate.cloud import MIGRATION_FAILED
@@ -25,6 +26,7 @@ from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import rows
+from osc_cpumigrate.workflow import stopkey
 from osc_cpumigrate.workflow.restart import stopped_by_us
 
 LOG = logging.getLogger(__name__)
@@ -111,12 +113,59 @@ def migrate(ctx: common.Context, source: str, *,
                 server, source, rows.WOULD_LIVE_MIGRATE if move.kind == LIVE
                 else rows.WOULD_COLD_MIGRATE, destination=move.destination)
             continue
-        found[server.id] = move_one(ctx, source, move, timeout=timeout,
-                                    on_timeout=on_timeout)
+        try:
+            found[server.id] = move_one(ctx, source, move, timeout=timeout,
+                                        on_timeout=on_timeout)
+        except KeyboardInterrupt as exc:
+            raise interrupted(exc, ctx, source, move,
+                              everyone(selected, moves), found) from None
         stopped = found[server.id].result == rows.FAILED
-    everyone = list(selected) + [m.server for m in moves if m.server.id
-                                 not in {s.id for s in selected}]
-    return common.finish([found[s.id] for s in everyone if s.id in found])
+    return common.finish([found[s.id] for s in everyone(selected, moves)
+                          if s.id in found])
+
+
+def everyone(selected: Sequence[Any], moves: Sequence[Move]) -> list[Any]:
+    """The servers of the rows, in order: those selected, then those an
+    earlier run left in a cold migration."""
+    return list(selected) + [m.server for m in moves if m.server.id
+                             not in {s.id for s in selected}]
+
+
+def interrupted(exc: KeyboardInterrupt, ctx: common.Context, source: str,
+                move: Move, servers: Sequence[Any],
+                found: dict[str, rows.MigrateRow]) -> KeyboardInterrupt:
+    """SIGINT/SIGTERM while moving ``move.server``: a live migration
+    keeps running in Nova; the row names the commands that follow or
+    abort it (a re-run of migrate follows it too)."""
+    server = move.server
+    if move.kind == LIVE:
+        migration = running_migration(ctx, server)
+        doing = ('the live migration to %s keeps running in Nova: follow '
+                 'it with "openstack server migration show %s %s" or by '
+                 'running migrate again; abort it with "openstack server '
+                 'migration abort %s %s"' % (
+                     move.destination or '?', server.id, migration,
+                     server.id, migration))
+    else:
+        doing = ('the cold migration to %s goes on in Nova: the next '
+                 '"openstack cpumigrate migrate %s ..." confirms it (or '
+                 '"openstack server resize confirm %s")'
+                 % (move.destination or '?', source, server.id))
+    found[server.id] = row(server, source, rows.INTERRUPTED, doing,
+                           destination=move.destination or '')
+    for other in servers:
+        if other.id not in found:
+            found[other.id] = row(other, source, rows.NOT_ATTEMPTED,
+                                  'the run was interrupted')
+    return errors.interrupted(exc, [found[s.id] for s in servers],
+                              '%s (%s): %s' % (server.name, server.id, doing))
+
+
+def running_migration(ctx: common.Context, server: Any) -> str:
+    """The id of the server's live migration under way, or
+    ``<migration-id>`` when Nova cannot say (one quick read)."""
+    record = ctx.cloud.migration_progress(server)
+    return str(record.id) if record is not None else '<migration-id>'
 
 
 def move_one(ctx: common.Context, source: str, move: Move, *,
@@ -174,7 +223,8 @@ def plan_moves(ctx: common.Context, source: str, servers: Sequence[Any],
                            % (common.cpu_text(guest), source))
                 else:
                     moves.append(Move(server, LIVE))
-            elif stopped_by_us(server):
+            elif stopped_by_us(server) and stopkey.proof(ctx,
+                                                          server) is None:
                 why = ('stopped by an interrupted pin: run "openstack '
                        'cpumigrate pin %s" to start it again' % source)
             elif server.status == 'SHUTOFF' and not server.task_state:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import logging
 from typing import Any
 
+from osc_cpumigrate import errors
+from osc_cpumigrate.choices import DEFAULT_RESTART_METHOD
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
@@ -30,22 +32,29 @@ LOG = logging.getLogger(__name__)
 
 @hostlock.holds_lock
 def pin(ctx: common.Context, host_name: str, *,
-        servers: Sequence[str] = (), method: str = 'hard-reboot',
+        servers: Sequence[str] = (), method: str = DEFAULT_RESTART_METHOD,
         dry_run: bool = False,
         ignore_guest_floor: bool = False) -> list[rows.PinRow]:
     """Pin the servers of ``host_name`` (all, or those named)."""
     with restart.session(ctx, host_name, servers, method) as (
             host, conf, selected):
+        common.finish_pending_restart(ctx, host, conf, dry_run=dry_run)
         goal = goal_of(conf)
-        work = plan(host, selected, conf, goal)
+        work = plan(ctx, host, selected, conf, goal)
         guard(ctx, host, conf, work)
         if not ignore_guest_floor:
             refuse_floors(ctx, host, conf, work, goal)
         stopped = restart.run(ctx, host, work, goal, method=method,
                               dry_run=dry_run)
         keep = stopped or any(common.busy(s) for s in selected)
-        extra = restore(ctx, host, conf, work, keep=keep,
-                        named=bool(servers), dry_run=dry_run)
+        try:
+            extra = restore(ctx, host, conf, work, keep=keep,
+                            named=bool(servers), dry_run=dry_run)
+        except KeyboardInterrupt as exc:
+            raise errors.interrupted(exc, work.rows(), (
+                '%s: interrupted while restoring nova.conf and restarting '
+                'nova-compute; the next "openstack cpumigrate pin %s" '
+                'finishes it' % (host_name, host_name))) from None
         return common.finish(work.rows(), extra=extra)
 
 
@@ -66,7 +75,7 @@ def goal_of(conf: host_api.ConfState) -> restart.Goal:
         expected=rows.Cpu.of_settings(settings))
 
 
-def plan(host: host_api.Host, servers: Sequence[Any],
+def plan(ctx: common.Context, host: host_api.Host, servers: Sequence[Any],
          conf: host_api.ConfState, goal: restart.Goal) -> restart.Plan:
     """Busy servers are refused (restoring nova.conf under a reboot an
     interrupted run left would give it the native CPU again); the others
@@ -90,7 +99,8 @@ def plan(host: host_api.Host, servers: Sequence[Any],
             pinned = not common.is_native(guest, conf.original, host_cpu)
         return goal.already if pinned else None
 
-    return restart.classify(host, idle, goal, settled=settled, plan=work)
+    return restart.classify(ctx, host, idle, goal, settled=settled,
+                            plan=work)
 
 
 def guard(ctx: common.Context, host: host_api.Host,
@@ -104,6 +114,7 @@ def guard(ctx: common.Context, host: host_api.Host,
             '%s is not prepared: its nova.conf does not hold transition '
             'CPU settings; run "openstack cpumigrate prepare %s" first'
             % (host.name, host.name))
+    require_restorable(ctx, host, conf)
     restarted = common.compute_restarted_since_written(host, conf)
     if restarted is False:
         raise WorkflowError(
@@ -116,6 +127,20 @@ def guard(ctx: common.Context, host: host_api.Host,
         ctx.progress('%s: cannot tell when nova-compute last started; '
                      'going on (each restarted domain is verified)'
                      % host.name)
+
+
+def require_restorable(ctx: common.Context, host: host_api.Host,
+                       conf: host_api.ConfState) -> None:
+    """Before the first restart: the original nova.conf can be put back
+    (the backup, or the lines the marker keeps; the file as cpumigrate
+    wrote it; the directory writable)."""
+    if conf.problem:
+        ctx.progress('%s: %s' % (host.name, conf.problem))
+    problem = host.restorable_problem()
+    if problem:
+        raise WorkflowError(
+            'no server on %s was restarted: the original nova.conf could '
+            'not be restored afterwards: %s' % (host.name, problem))
 
 
 def refuse_floors(ctx: common.Context, host: host_api.Host,

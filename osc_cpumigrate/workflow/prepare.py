@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import logging
 from typing import Any
 
+from osc_cpumigrate import errors
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
@@ -43,6 +44,8 @@ def prepare(ctx: common.Context, host_name: str, *,
             ('write nova.conf', plan.changed),
             ('restart nova-compute', plan.changed or not restarted))
             if needed]
+        if 'restart nova-compute' not in steps:
+            require_compute_up(ctx, host_name)
         if dry_run:
             if plan.diff:
                 ctx.progress(plan.diff)
@@ -50,14 +53,31 @@ def prepare(ctx: common.Context, host_name: str, *,
                 service, plan, conf.backup or '',
                 rows.WOULD_PREPARE if steps else rows.ALREADY_PREPARED,
                 'would ' + ', '.join(steps) if steps else '')]
-        service, change = apply(ctx, host, service, plan, steps,
-                                model=model, flags=flags,
-                                reason=disable_reason or DEFAULT_REASON)
+        try:
+            service, change = apply(ctx, host, service, plan, steps,
+                                    model=model, flags=flags,
+                                    reason=disable_reason or DEFAULT_REASON)
+        except KeyboardInterrupt as exc:
+            raise errors.interrupted(exc, [], (
+                '%s: interrupted during %s; run "openstack cpumigrate '
+                'prepare %s" again to carry on, or see "openstack '
+                'cpumigrate host show %s"' % (host_name, ', '.join(steps),
+                                              host_name, host_name))) from None
         backup = change.backup or host.nova_conf().backup or ''
         return [prepare_row(
             service, plan, backup,
             rows.PREPARED if steps else rows.ALREADY_PREPARED,
             ', '.join(steps))]
+
+
+def require_compute_up(ctx: common.Context, host_name: str) -> None:
+    """A host whose nova-compute is down is not prepared, whatever its
+    nova.conf says: nothing would run its servers' restarts."""
+    down = common.compute_down(ctx, host_name)
+    if down:
+        raise WorkflowError('%s is not ready: %s (or run "openstack '
+                            'cpumigrate prepare %s" again once it is up)'
+                            % (host_name, down, host_name))
 
 
 def prepare_row(service: Any, plan: host_api.Change, backup: str,

@@ -33,23 +33,21 @@ from typing import Any
 
 from openstack import exceptions as sdk_exc
 
-from osc_cpumigrate.cloud import utcnow
+from osc_cpumigrate import errors
+from osc_cpumigrate.choices import POWER_CUT_METHOD
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import rows
+from osc_cpumigrate.workflow import stopkey
 
 LOG = logging.getLogger(__name__)
 
-#: Server metadata key set while cpumigrate has a server stopped
-#: (``--method stop-start``): a later run starts such a server again.
-STOPPED_KEY = 'cpumigrate:stopped'
-
-
-def stopped_by_us(server: Any) -> bool:
-    return server.status == 'SHUTOFF' and STOPPED_KEY in (
-        server.metadata or {})
+STOPPED_KEY = stopkey.STOPPED_KEY
+#: SHUTOFF and carrying the key: maybe left stopped by cpumigrate (the
+#: instance actions decide: :func:`stopkey.proof`).
+stopped_by_us = stopkey.candidate
 
 
 @contextlib.contextmanager
@@ -79,6 +77,8 @@ class Goal:
     verify: Callable[[host_api.GuestCpu], str | None]
     #: The CPU After of a dry run's rows.
     expected: rows.Cpu | None = None
+    #: The verb, for the command a message tells the operator to run.
+    verb: str = 'pin'
 
 
 @dataclasses.dataclass
@@ -108,19 +108,27 @@ def row(goal: Goal, server: Any, host: str, result: str, reason: str = '',
         cpu_before=rows.Cpu.of_guest(before), cpu_after=after)
 
 
-def classify(host: host_api.Host, servers: Sequence[Any], goal: Goal, *,
+def classify(ctx: common.Context, host: host_api.Host,
+             servers: Sequence[Any], goal: Goal, *,
              settled: Callable[[Any, host_api.GuestCpu], str | None],
              plan: Plan | None = None) -> Plan:
     """Sort the servers into rows and restarts.
 
     ``settled(server, guest)`` says whether the domain already is as the
     verb wants (``goal.already``), or why the verb leaves it alone (a
-    ``skipped`` reason), or None: restart it."""
+    ``skipped`` reason), or None: restart it.  A SHUTOFF server is started
+    only if cpumigrate provably stopped it (:func:`stopkey.proof`)."""
     plan = plan or Plan(list(servers))
     for server in servers:
-        if stopped_by_us(server):
-            plan.todo.append((server, None))
+        if stopkey.candidate(server):
+            why = stopkey.proof(ctx, server)
+            if why is None:
+                plan.todo.append((server, None))
+            else:
+                plan.settle(row(goal, server, host.name, rows.SKIPPED,
+                                'SHUTOFF, not started again: %s' % why))
             continue
+        stopkey.tidy(ctx, server)
         if server.status != 'ACTIVE':
             plan.settle(row(goal, server, host.name, rows.SKIPPED,
                             'status %s' % server.status))
@@ -154,9 +162,7 @@ def run(ctx: common.Context, host: host_api.Host, plan: Plan, goal: Goal, *,
                             after=goal.expected))
         return False
     if plan.todo:
-        ctx.approve('restart %d server(s) on %s (%s) so they get %s: %s' % (
-            len(plan.todo), host.name, method, goal.cpu,
-            ', '.join(s.name or s.id for s, _ in plan.todo)))
+        ctx.approve(question(host, plan, goal, method))
     stopped = False
     for server, guest in plan.todo:
         if stopped:
@@ -164,10 +170,53 @@ def run(ctx: common.Context, host: host_api.Host, plan: Plan, goal: Goal, *,
                             'the run stopped at an earlier failure',
                             before=guest))
             continue
-        plan.settle(restart_one(ctx, host, server, guest, goal,
-                                method=method))
+        try:
+            down = common.compute_down(ctx, host.name)
+            plan.settle(row(goal, server, host.name, rows.FAILED, down,
+                            before=guest) if down else restart_one(
+                ctx, host, server, guest, goal, method=method))
+        except KeyboardInterrupt as exc:
+            raise interrupted(exc, host, plan, goal, server,
+                              method=method) from None
         stopped = plan.results[server.id].result == rows.FAILED
     return stopped
+
+
+def interrupted(exc: KeyboardInterrupt, host: host_api.Host, plan: Plan,
+                goal: Goal, server: Any, *,
+                method: str) -> KeyboardInterrupt:
+    """SIGINT/SIGTERM while restarting ``server``: its row says what Nova
+    may still be doing and what to run; the rest are not attempted."""
+    if method == POWER_CUT_METHOD:
+        doing = ('interrupted during its hard reboot: Nova finishes it; '
+                 'check with "openstack server show %s"' % server.id)
+    else:
+        doing = ('interrupted while cpumigrate stopped and started it: '
+                 'Nova finishes the action under way; if it is left '
+                 'SHUTOFF, the next "openstack cpumigrate %s %s" starts it '
+                 '(or "openstack server start %s")'
+                 % (goal.verb, host.name, server.id))
+    guest = {s.id: g for s, g in plan.todo}.get(server.id)
+    plan.settle(row(goal, server, host.name, rows.INTERRUPTED, doing,
+                    before=guest))
+    for other, guest in plan.todo:
+        if other.id not in plan.results:
+            plan.settle(row(goal, other, host.name, rows.NOT_ATTEMPTED,
+                            'the run was interrupted', before=guest))
+    return errors.interrupted(exc, plan.rows(), '%s (%s): %s' % (
+        server.name, server.id, doing))
+
+
+def question(host: host_api.Host, plan: Plan, goal: Goal,
+             method: str) -> str:
+    """What the operator confirms; a hard reboot says it cuts the power."""
+    how = method
+    if method == POWER_CUT_METHOD:
+        how = ('hard-reboot: this CUTS THE POWER of each guest, writes not '
+               'yet on disk are lost; stop-start shuts them down cleanly')
+    return 'restart %d server(s) on %s (%s) so they get %s: %s' % (
+        len(plan.todo), host.name, how, goal.cpu,
+        ', '.join(s.name or s.id for s, _ in plan.todo))
 
 
 def restart_one(ctx: common.Context, host: host_api.Host, server: Any,
@@ -190,23 +239,22 @@ def restart_one(ctx: common.Context, host: host_api.Host, server: Any,
 
 def restart_server(ctx: common.Context, server: Any, method: str) -> Any:
     """Restart so the hypervisor rebuilds the domain from its nova.conf:
-    one hard reboot, or stop then start (the runbook's steps 4-5).
+    stop then start (the runbook's steps 4-5; Nova's stop shuts the guest
+    down cleanly), or one hard reboot (a power cut).
 
     Before a stop, the server gets the metadata key ``STOPPED_KEY``, so that
     if the run dies before the start, the next run knows this server was
     stopped by cpumigrate: for such a server, a restart is the start that
-    was missing."""
+    was missing.  A stop that fails clears the key again."""
     cloud, timeout = ctx.cloud, ctx.server_timeout
-    if stopped_by_us(server):
+    if stopkey.candidate(server):
         return start_stopped(ctx, server)
     try:
-        if method == 'hard-reboot':
+        if method == POWER_CUT_METHOD:
             cloud.reboot(server)
             return cloud.wait_for_server(server, 'ACTIVE', timeout)
-        cloud.set_metadata(server, **{
-            STOPPED_KEY: utcnow().strftime('%Y-%m-%dT%H:%M:%SZ')})
-        cloud.stop(server)
-        cloud.wait_for_server(server, 'SHUTOFF', timeout)
+        stopkey.mark(ctx, server)
+        stop(ctx, server)
     except sdk_exc.NotFoundException:
         raise WorkflowError(gone(server, method)) from None
     except sdk_exc.HttpException as exc:
@@ -221,24 +269,43 @@ def gone(server: Any, doing: str) -> str:
             'server any more)' % (server.id, doing))
 
 
+def stop(ctx: common.Context, server: Any) -> None:
+    """Stop a marked server and wait for SHUTOFF; if the stop fails (Nova
+    refuses it, or the server ends anywhere but SHUTOFF), the key goes."""
+    cloud = ctx.cloud
+    try:
+        cloud.stop(server)
+        cloud.wait_for_server(server, 'SHUTOFF', ctx.server_timeout)
+    except (sdk_exc.HttpException, WorkflowError):
+        found = cloud.get_server(server)
+        if found.status != 'SHUTOFF' and not found.task_state:
+            stopkey.clear(ctx, found, 'the stop failed')
+        raise
+
+
 def start_stopped(ctx: common.Context, server: Any) -> Any:
     """Start a server cpumigrate stopped, once more if the first start
-    fails; the error names it as stopped if it still does not start."""
+    fails; the error names it as stopped if it still does not start.  A
+    start whose wait ran out but which got the server ACTIVE succeeded."""
     cloud = ctx.cloud
     problem = ''
     for _attempt in range(2):
         try:
-            cloud.start(server)
+            found = cloud.get_server(server)
+            if found.status != 'ACTIVE' and found.task_state != 'powering-on':
+                cloud.start(server)
             server = cloud.wait_for_server(server, 'ACTIVE',
                                            ctx.server_timeout)
-            cloud.delete_metadata(server, [STOPPED_KEY])
-            return server
         except sdk_exc.NotFoundException:
             raise WorkflowError(gone(server, 'start')) from None
         except sdk_exc.HttpException as exc:
             problem = http_message(exc)
         except WorkflowError as exc:
             problem = str(exc)
+        found = cloud.get_server(server)
+        if found.status == 'ACTIVE' and not found.task_state:
+            stopkey.clear(ctx, found, 'started again')
+            return found
         LOG.warning('starting %s again after: %s', server.id, problem)
     raise WorkflowError(
         'server %s was stopped by cpumigrate and did not start again '

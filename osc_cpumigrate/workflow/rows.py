@@ -47,6 +47,9 @@ REFUSED = 'refused'
 FAILED = 'failed'
 #: Not tried because the run stopped at an earlier failure.
 NOT_ATTEMPTED = 'not-attempted'
+#: The run was interrupted (SIGINT, SIGTERM) while acting on this server;
+#: ``Reason`` says what is still under way and what to run next.
+INTERRUPTED = 'interrupted'
 #: ``--dry-run``: what the verb would do.
 WOULD_PIN = 'would-pin'
 WOULD_FINALIZE = 'would-finalize'
@@ -214,13 +217,16 @@ class HostRow:
     service_status: str
     service_state: str
     disabled_reason: str
-    nova_conf: str                # 'transition' | 'normal'
+    nova_conf: str                # transition | restart pending | normal
     path: str
     cpu: Cpu | None               # the settings in force in the file
     original_cpu: Cpu | None      # without cpumigrate's change
     backup: str
     changed_at: str               # when the transition was written (UTC)
     servers: int
+    #: What keeps the original nova.conf from being restored as saved
+    #: (backup missing or changed: the marker's lines stand in), or ''.
+    problem: str = ''
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from osc_cpumigrate import errors
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import rows
@@ -29,29 +30,38 @@ def status(ctx: common.Context, host_name: str) -> list[rows.StatusRow]:
     service = ctx.cloud.compute_service(host_name)
     servers = ctx.cloud.servers_on_host(host_name)
     migrated = common.arrived_live(ctx.cloud, host_name)
-    found = []
-    with ctx.host(host_name) as host:
-        conf = host.nova_conf()
-        host_cpu = host.host_cpu()
-        ctx.progress('%s: nova-compute %s; nova.conf %s (%s)' % (
-            host_name, common.service_text(service),
-            'holds transition settings' if conf.transitioned else 'normal',
-            rows.Cpu.of_settings(conf.settings).full()))
-        for server in servers:
-            cpu, reason = None, ''
-            if server.status != 'ACTIVE':
-                now, reason = rows.SKIPPED, 'status %s' % server.status
-            else:
-                try:
-                    guest = host.guest_cpu(server.id)
-                except host_api.HostError as exc:
-                    now, reason = rows.UNKNOWN, common.reason(exc)
+    found: list[rows.StatusRow] = []
+    try:
+        with ctx.host(host_name) as host:
+            conf = host.nova_conf()
+            host_cpu = host.host_cpu()
+            state = common.conf_state(host, conf)
+            ctx.progress('%s: nova-compute %s; nova.conf %s (%s)%s' % (
+                host_name, common.service_text(service),
+                'holds transition settings' if conf.transitioned else (
+                    'restored, restart pending (the next pin or prepare '
+                    'restarts nova-compute)' if state == 'restart pending'
+                    else 'normal'),
+                rows.Cpu.of_settings(conf.settings).full(),
+                '; %s' % conf.problem if conf.problem else ''))
+            for server in servers:
+                cpu, reason = None, ''
+                if server.status != 'ACTIVE':
+                    now, reason = rows.SKIPPED, 'status %s' % server.status
                 else:
-                    cpu = rows.Cpu.of_guest(guest)
-                    now = phase(common.is_native(guest, conf.original,
-                                                 host_cpu),
-                                server.id in migrated)
-            found.append(rows.StatusRow(
-                id=server.id, name=server.name or '', host=host_name,
-                status=server.status, phase=now, reason=reason, cpu=cpu))
+                    try:
+                        guest = host.guest_cpu(server.id)
+                    except host_api.HostError as exc:
+                        now, reason = rows.UNKNOWN, common.reason(exc)
+                    else:
+                        cpu = rows.Cpu.of_guest(guest)
+                        now = phase(common.is_native(guest, conf.original,
+                                                     host_cpu),
+                                    server.id in migrated)
+                found.append(rows.StatusRow(
+                    id=server.id, name=server.name or '', host=host_name,
+                    status=server.status, phase=now, reason=reason, cpu=cpu))
+    except KeyboardInterrupt as exc:
+        # read-only: the rows so far, nothing under way
+        raise errors.interrupted(exc, found) from None
     return found

@@ -83,11 +83,13 @@ COLUMNS = {
 }
 RESULTS = {
     'pin': {'pinned', 'already-pinned', 'would-pin', 'skipped', 'refused',
-            'failed', 'not-attempted'},
+            'failed', 'not-attempted', 'interrupted'},
     'finalize': {'finalized', 'already-finalized', 'would-finalize',
-                 'skipped', 'refused', 'failed', 'not-attempted'},
+                 'skipped', 'refused', 'failed', 'not-attempted',
+                 'interrupted'},
     'migrate': {'live-migrated', 'cold-migrated', 'would-live-migrate',
-                'would-cold-migrate', 'refused', 'failed', 'not-attempted'},
+                'would-cold-migrate', 'refused', 'failed', 'not-attempted',
+                'interrupted'},
     'prepare': {'prepared', 'already-prepared', 'would-prepare'},
 }
 CPU_KEYS = {'mode', 'model', 'flags'}

@@ -437,3 +437,45 @@ def test_identity_and_lock_over_ssh(sshd, conf_dir, opened):
     assert lock.stat().st_uid == 0
     assert host.lock_file('release', token='t1') == (True, '')
     assert not lock.exists() and sorted(os.listdir(conf_dir)) == ['nova.conf']
+
+
+def test_deleted_backup_restores_from_the_marker(sshd, conf_dir, opened):
+    """Issue 11 part 5: the marker keeps the original CPU lines."""
+    path = install_conf(conf_dir, DEVSTACK)
+    host = opened('cmp1', options(sshd, path))
+    change = host.apply_transition('Westmere', ['+pcid'])
+    assert host.restorable_problem() is None
+    os.unlink(change.backup)
+    state = host.nova_conf()                 # status still works
+    assert state.transitioned
+    assert 'cannot read %s' % change.backup in state.problem
+    assert 'marker comment stand in' in state.problem
+    assert state.original == novaconf.read_settings(DEVSTACK.decode())
+    assert host.restorable_problem() is None
+    before = datetime.datetime.now(datetime.timezone.utc).replace(
+        microsecond=0)
+    host.restore_original()
+    assert novaconf.read_settings(path.read_text()) == \
+        novaconf.read_settings(DEVSTACK.decode())
+    assert path.read_bytes() == DEVSTACK     # one block: exact
+    assert stat_of(path)[2] == 0o640
+    assert host.restored_at() >= before      # restart pending from here
+
+
+def test_changed_backup_is_not_restored(sshd, conf_dir, opened):
+    path = install_conf(conf_dir, DEVSTACK)
+    host = opened('cmp1', options(sshd, path))
+    change = host.apply_transition('Westmere')
+    pathlib.Path(change.backup).write_bytes(DEVSTACK + b'# someone\n')
+    assert 'was changed after it was saved' in host.nova_conf().problem
+    host.restore_original()
+    assert path.read_bytes() == DEVSTACK
+
+
+def test_restorable_problem_names_a_foreign_edit(sshd, conf_dir, opened):
+    path = install_conf(conf_dir, DEVSTACK)
+    host = opened('cmp1', options(sshd, path))
+    host.apply_transition('Westmere')
+    path.write_bytes(path.read_bytes() + b'\n[workarounds]\nx = 1\n')
+    assert 'edited after cpumigrate changed it' in host.restorable_problem()
+    assert host.restored_at() is None

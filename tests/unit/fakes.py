@@ -38,6 +38,10 @@ CPU_MAP = pathlib.Path(__file__).parent / 'cpu' / 'data' / 'cpu_map'
 HOST_MODELS = {'intel': 'Skylake-Server-IBRS', 'amd': 'EPYC-Rome'}
 
 
+#: The user id of the fake cloud's admin token.
+ADMIN = 'admin-user-id'
+
+
 def now() -> datetime.datetime:
     return datetime.datetime.now(UTC)
 
@@ -82,6 +86,9 @@ class FakeHost:
         self.conf_host: str | None = name   # [DEFAULT] host
         self.lock: str | None = None  # the lock file's content
         self.lock_age = 0
+        self.restored: datetime.datetime | None = None
+        self.problem: str | None = None          # ConfState.problem
+        self.unrestorable: str | None = None     # restorable_problem()
 
     # -- what the simulation needs ---------------------------------------
 
@@ -106,7 +113,7 @@ class FakeHost:
             path='/etc/nova/nova.conf', sha256='0' * 64, settings=self.file,
             transitioned=self.transitioned, original=self.original,
             backup='/etc/nova/nova.conf.cpumigrate-1' if self.transitioned
-            else None, changed_at=self.changed_at)
+            else None, changed_at=self.changed_at, problem=self.problem)
 
     def apply_transition(self, model: str, flags: Sequence[str] = (),
                          dry_run: bool = False) -> host_api.Change:
@@ -131,6 +138,8 @@ class FakeHost:
             self.file = self.original
             self.transitioned = False
             self.changed_at = None
+            self.restored = now()
+            self.problem = None
         return host_api.Change('/etc/nova/nova.conf', before, self.original,
                                None, '', changed)
 
@@ -169,6 +178,12 @@ class FakeHost:
                 self.lock = None
             return True, ''
         return False, held
+
+    def restored_at(self) -> datetime.datetime | None:
+        return self.restored
+
+    def restorable_problem(self) -> str | None:
+        return self.unrestorable
 
     def guest_cpu(self, instance_uuid: str) -> host_api.GuestCpu:
         if instance_uuid not in self.domains:
@@ -209,6 +224,9 @@ class World:
         self.compute = mock.Mock(spec=_proxy.Proxy)
         self.conn = mock.Mock()
         self.conn.compute = self.compute
+        self.conn.current_user_id = ADMIN
+        self.user = ADMIN                  # who the next action is by
+        self.acted: dict[str, list[_server_action.ServerAction]] = {}
         self.images = {'img': {}}
         self.conn.image.get_image.side_effect = (
             lambda image_id: _image.Image(id=image_id,
@@ -279,7 +297,8 @@ class World:
         c.servers.side_effect = self._list_servers
         c.find_server.side_effect = self._find_server
         c.get_server.side_effect = self._get_server
-        c.reboot_server.side_effect = lambda s, kind: self._restart(s)
+        c.reboot_server.side_effect = (
+            lambda s, kind: self.act(s, 'reboot') or self._restart(s))
         c.stop_server.side_effect = self._stop
         c.start_server.side_effect = self._start
         c.live_migrate_server.side_effect = self._live_migrate
@@ -351,10 +370,22 @@ class World:
         host.domains[s.id] = host.build_guest()
         s.status = 'ACTIVE'
 
+    def act(self, server, action: str, user: str | None = None,
+            when: datetime.datetime | None = None) -> None:
+        """Record an instance action, as Nova's API does."""
+        when = when or datetime.datetime.now(datetime.timezone.utc)
+        self.acted.setdefault(self._sid(server), []).append(
+            _server_action.ServerAction(
+                action=action, request_id='req-%d' % next(self.seq),
+                user_id=user or self.user,
+                start_time=when.strftime('%Y-%m-%dT%H:%M:%S.%f')))
+
     def _stop(self, server):
+        self.act(server, 'stop')
         self.servers[self._sid(server)].status = 'SHUTOFF'
 
     def _start(self, server):
+        self.act(server, 'start')
         self._restart(server)
 
     def _record(self, s, kind, dest, status):
@@ -413,9 +444,10 @@ class World:
         self.aborted.append(s.id)
 
     def _actions(self, server):
+        acted = list(self.acted.get(self._sid(server), []))
         if not self.fail_migration:
-            return iter([])
-        return iter([_server_action.ServerAction(
+            return iter(acted)
+        return iter(acted + [_server_action.ServerAction(
             action='live-migration', request_id='req-1',
             start_time='2026-11-27T10:00:00', message='Error')])
 

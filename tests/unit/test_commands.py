@@ -142,7 +142,7 @@ class TestPin(CommandTest):
         exc = self.assertRaises(osc_exc.CommandError, cmd.take_action,
                                 parsed)
         self.assertIn('--auto-approve', str(exc))
-        self.world.compute.reboot_server.assert_not_called()
+        self.world.compute.stop_server.assert_not_called()
 
     def test_asks_on_terminal(self):
         tty = mock.Mock()
@@ -152,24 +152,25 @@ class TestPin(CommandTest):
         cmd, parsed = self.run_cmd(pin.PinServers, ['intel-1'])
         self.assertRaises(osc_exc.CommandError, cmd.take_action, parsed)
         self.assertIn('Proceed? [y/N]', self.app.stderr.getvalue())
-        self.world.compute.reboot_server.assert_not_called()
+        self.world.compute.stop_server.assert_not_called()
         tty.readline.return_value = 'yes\n'
         columns, data = cmd.take_action(parsed)
-        self.assertEqual(2, self.world.compute.reboot_server.call_count)
+        self.assertEqual(2, self.world.compute.stop_server.call_count)
+        self.world.compute.reboot_server.assert_not_called()
 
     def test_auto_approve_and_method(self):
         cmd, parsed = self.run_cmd(
             pin.PinServers,
-            ['intel-1', '--auto-approve', '--method', 'stop-start',
+            ['intel-1', '--auto-approve', '--method', 'hard-reboot',
              '--server', 'vm-1'],
-            [('auto_approve', True), ('method', 'stop-start'),
+            [('auto_approve', True), ('method', 'hard-reboot'),
              ('servers', ['vm-1'])])
         columns, data = cmd.take_action(parsed)
         result = columns.index('Result')
         self.assertEqual(['pinned'], [r[result] for r in data])
 
     def test_failure_prints_rows_then_fails(self):
-        self.world.compute.reboot_server.side_effect = (
+        self.world.compute.stop_server.side_effect = (
             sdk_exc.HttpException(message='boom', http_status=409))
         cmd, parsed = self.run_cmd(pin.PinServers,
                                    ['intel-1', '--auto-approve'])
@@ -185,7 +186,7 @@ class TestPin(CommandTest):
         self.assertIn('1 of 2 servers failed', str(exc))
 
     def test_json_output_then_command_error(self):
-        self.world.compute.reboot_server.side_effect = (
+        self.world.compute.stop_server.side_effect = (
             sdk_exc.HttpException(message='boom', http_status=409))
         self.app.stdout = io.StringIO()
         cmd, parsed = self.run_cmd(pin.PinServers,

@@ -19,10 +19,10 @@ def test_finalize_restarts_pinned_guests_onto_host_cpu():
     assert found[1].cpu_after == rows.Cpu('custom', 'EPYC-Rome', ('+ss',))
     assert found[1].host == 'amd-1'
     assert p.world.guest(p.servers[0]).model == 'EPYC-Rome'
-    p.world.compute.reboot_server.reset_mock()
+    p.world.compute.stop_server.reset_mock()
     found = finalize.finalize(ctx, 'amd-1')
     assert found[1].result == 'already-finalized'
-    p.world.compute.reboot_server.assert_not_called()
+    p.world.compute.stop_server.assert_not_called()
 
 
 def test_finalize_dry_run_and_transitioned_host():
@@ -30,12 +30,12 @@ def test_finalize_dry_run_and_transitioned_host():
     ctx = p.world.context()
     found = finalize.finalize(ctx, 'amd-1', dry_run=True)
     assert found[1].result == 'would-finalize'
-    assert found[1].reason == 'would restart (hard-reboot)'
-    p.world.compute.reboot_server.reset_mock()
+    assert found[1].reason == 'would restart (stop-start)'
+    p.world.compute.stop_server.reset_mock()
     p.world.hosts['amd-1'].apply_transition('kvm64')
     with pytest.raises(WorkflowError, match='still holds transition'):
         finalize.finalize(ctx, 'amd-1')
-    p.world.compute.reboot_server.assert_not_called()
+    p.world.compute.stop_server.assert_not_called()
 
 
 def test_finalize_leaves_servers_that_did_not_arrive_live():
@@ -44,4 +44,4 @@ def test_finalize_leaves_servers_that_did_not_arrive_live():
     [row] = finalize.finalize(p.world.context(), 'intel-1')
     assert (row.result, row.reason) == ('skipped', 'did not arrive by live '
                                                    'migration')
-    p.world.compute.reboot_server.assert_called_once()     # pin's only
+    p.world.compute.stop_server.assert_called_once()     # pin's only

@@ -28,14 +28,14 @@ def test_pin_restarts_active_servers_and_restores_conf():
     assert all(p.world.guest(s).model == 'kvm64' for s in p.servers[:2])
     assert not host.transitioned
     assert host.loaded.mode is None        # restarted with the original
-    assert p.world.compute.reboot_server.call_count == 2
+    assert p.world.compute.stop_server.call_count == 2
 
 
-def test_pin_stop_start_method():
+def test_pin_hard_reboot_method():
     p = fakes.prepared_world(active=1, stopped=0)
-    pin.pin(p.world.context(), 'intel-1', method='stop-start')
-    p.world.compute.stop_server.assert_called_once()
-    p.world.compute.start_server.assert_called_once()
+    pin.pin(p.world.context(), 'intel-1', method='hard-reboot')
+    p.world.compute.reboot_server.assert_called_once()
+    p.world.compute.stop_server.assert_not_called()
     assert p.world.guest(p.servers[0]).model == 'kvm64'
 
 
@@ -43,11 +43,11 @@ def test_pin_rerun_changes_nothing():
     p = fakes.prepared_world(active=2, stopped=0)
     ctx = p.world.context()
     pin.pin(ctx, 'intel-1')
-    p.world.compute.reboot_server.reset_mock()
+    p.world.compute.stop_server.reset_mock()
     found = pin.pin(ctx, 'intel-1')
     assert set(results(found)) == {'already-pinned'}
     assert found[0].cpu_before == found[0].cpu_after
-    p.world.compute.reboot_server.assert_not_called()
+    p.world.compute.stop_server.assert_not_called()
 
 
 def test_pin_needs_prepare():
@@ -55,7 +55,7 @@ def test_pin_needs_prepare():
     world.boot('intel-1', 2)
     with pytest.raises(WorkflowError, match='not prepared'):
         pin.pin(world.context(), 'intel-1')
-    world.compute.reboot_server.assert_not_called()
+    world.compute.stop_server.assert_not_called()
 
 
 def test_pin_needs_restart_after_transition():
@@ -64,7 +64,7 @@ def test_pin_needs_restart_after_transition():
     world.hosts['intel-1'].apply_transition('kvm64')   # not restarted
     with pytest.raises(WorkflowError, match='has not been restarted'):
         pin.pin(world.context(), 'intel-1')
-    world.compute.reboot_server.assert_not_called()
+    world.compute.stop_server.assert_not_called()
 
 
 def test_pin_server_not_on_host():
@@ -72,19 +72,19 @@ def test_pin_server_not_on_host():
     other = p.world.boot('intel-2', 1)[0]
     with pytest.raises(WorkflowError, match='is on intel-2'):
         pin.pin(p.world.context(), 'intel-1', servers=[other.name])
-    p.world.compute.reboot_server.assert_not_called()
+    p.world.compute.stop_server.assert_not_called()
 
 
 def test_pin_dry_run_and_refusal_without_approval():
     p = fakes.prepared_world(active=2, stopped=0)
     found = pin.pin(p.world.context(), 'intel-1', dry_run=True)
     assert set(results(found)) == {'would-pin'}
-    assert found[0].reason == 'would restart (hard-reboot)'
+    assert found[0].reason == 'would restart (stop-start)'
     assert found[0].cpu_after == rows.Cpu('custom', 'kvm64')
     ctx = p.world.context(confirm=lambda q: False)
     with pytest.raises(WorkflowError, match='not confirmed'):
         pin.pin(ctx, 'intel-1')
-    p.world.compute.reboot_server.assert_not_called()
+    p.world.compute.stop_server.assert_not_called()
     assert p.world.hosts['intel-1'].transitioned
 
 
@@ -92,10 +92,10 @@ def test_pin_failed_restart_stops_and_keeps_transition():
     p = fakes.prepared_world(active=3, stopped=0)
     world = p.world
 
-    def broken(server, kind):
+    def broken(server):
         world.servers[server.id].status = 'ERROR'
         world.servers[server.id].fault = {'message': 'boom'}
-    world.compute.reboot_server.side_effect = broken
+    world.compute.stop_server.side_effect = broken
     with pytest.raises(PartialFailure) as exc:
         pin.pin(world.context(), 'intel-1')
     found = exc.value.results

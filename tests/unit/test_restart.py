@@ -5,6 +5,7 @@ import pytest
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import restart
 from osc_cpumigrate.workflow import rows
+from osc_cpumigrate.workflow import stopkey
 from tests.unit import fakes
 
 
@@ -25,13 +26,15 @@ def world_with(active=3, stopped=1):
 
 def test_classify_sorts_servers():
     world, (a, b, c, off) = world_with()
-    world.servers[c.id].metadata[restart.STOPPED_KEY] = 'x'
-    world.servers[c.id].status = 'SHUTOFF'
+    ctx = world.context()
+    stopkey.mark(ctx, c)
+    world._stop(c)                          # cpumigrate stopped it
     host = world.hosts['intel-1']
 
     def settled(server, guest):
         return {a.id: 'already-pinned', b.id: None}.get(server.id)
-    plan = restart.classify(host, [a, b, c, off], goal(), settled=settled)
+    plan = restart.classify(ctx, host, [a, b, c, off], goal(),
+                            settled=settled)
     assert [s.id for s, _ in plan.todo] == [b.id, c.id]
     assert plan.todo[1][1] is None              # stopped: CPU unknown
     found = {r.id: r for r in plan.rows()}
@@ -50,7 +53,7 @@ def test_run_restarts_one_at_a_time_and_stops_at_first_failure():
 
     def verify(after):
         return 'wrong CPU' if len(order) == 2 else None
-    plan = restart.classify(host, servers, goal(verify),
+    plan = restart.classify(world.context(), host, servers, goal(verify),
                             settled=lambda s, g: None)
     stopped = restart.run(world.context(), host, plan, goal(verify),
                           method='hard-reboot', dry_run=False)
@@ -64,7 +67,8 @@ def test_run_restarts_one_at_a_time_and_stops_at_first_failure():
 def test_run_dry_run_and_refused_confirmation():
     world, servers = world_with(active=2, stopped=0)
     host = world.hosts['intel-1']
-    plan = restart.classify(host, servers, goal(), settled=lambda s, g: None)
+    plan = restart.classify(world.context(), host, servers, goal(),
+                            settled=lambda s, g: None)
     assert not restart.run(world.context(), host, plan, goal(),
                            method='stop-start', dry_run=True)
     assert {(r.result, r.reason) for r in plan.rows()} == {
@@ -75,7 +79,8 @@ def test_run_dry_run_and_refused_confirmation():
     with pytest.raises(WorkflowError, match='not confirmed'):
         restart.run(ctx, host, plan, goal(), method='hard-reboot',
                     dry_run=False)
-    assert 'restart 2 server(s) on intel-1 (hard-reboot)' in questions[0]
+    assert 'restart 2 server(s) on intel-1 (hard-reboot: this CUTS THE ' \
+        'POWER of each guest' in questions[0]
     world.compute.reboot_server.assert_not_called()
 
 

@@ -56,7 +56,7 @@ def test_host_show():
         'cpu': {'mode': 'custom', 'model': 'kvm64', 'flags': ()},
         'original_cpu': {'mode': None, 'model': None, 'flags': ()},
         'backup': '/etc/nova/nova.conf.cpumigrate-1', 'changed_at': '',
-        'servers': 2}
+        'servers': 2, 'problem': ''}
     assert host.changed_at.endswith('Z')
     pin.pin(ctx, 'intel-1')
     host = host_show.show_host(ctx, 'intel-1')

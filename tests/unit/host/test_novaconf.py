@@ -74,7 +74,14 @@ def without_cpu_lines(text: str) -> list[str]:
         ):
             drop.update(range(blk.start, blk.end))
     return [line for i, line in enumerate(lines)
-            if i not in drop and not line.startswith(novaconf.MARKER_PREFIX)]
+            if i not in drop and not line.startswith('# cpumigrate: ')]
+
+
+def settings_text(text: str) -> str:
+    """The file without cpumigrate's comments (which keep the original
+    CPU lines for a restore without the backup)."""
+    return ''.join(line for line in novaconf.split_lines(text)
+                   if not line.startswith('# cpumigrate: '))
 
 
 @pytest.mark.parametrize('name', SAMPLES)
@@ -95,9 +102,9 @@ def test_only_cpu_lines_change(name):
     ]
     assert len(index) == 1
     # the marker sits directly above the options it explains
-    block = [
-        line.rstrip('\r\n') for line in new_lines[index[0] + 1 : index[0] + 4]
-    ]
+    below = [line for line in new_lines[index[0] + 1:]
+             if not line.startswith('# cpumigrate: ')]
+    block = [line.rstrip('\r\n') for line in below[:3]]
     assert block == ['cpu_mode = custom', 'cpu_models = Westmere',
                      'cpu_model_extra_flags = +pcid, +ssse3']
     # and the diff shows nothing but that
@@ -155,8 +162,8 @@ def test_repeated_options_survive():
         '# Pinned by the operators for the Skylake fleet, see CHG-4711\n',
     ):
         assert new.count(line) == 1
-    assert 'Skylake-Server-IBRS' not in new
-    assert 'ssbd' not in new
+    assert 'Skylake-Server-IBRS' not in settings_text(new)
+    assert 'ssbd' not in settings_text(new)
 
 
 def test_original_settings_read_like_oslo_config():
@@ -216,8 +223,9 @@ def test_empty_libvirt_section():
 
 def test_existing_extra_flags_and_second_section_replaced():
     new = apply(load('extra_flags.conf'), flags=('+pcid',))
-    assert 'pdpe1gb' not in new
-    assert 'host-passthrough' not in new and 'host-model' not in new
+    assert 'pdpe1gb' not in settings_text(new)
+    assert 'host-passthrough' not in settings_text(new)
+    assert 'host-model' not in settings_text(new)
     assert (
         '# second [libvirt] section, oslo.config merges it with the first\n'
         in new
@@ -319,7 +327,8 @@ def test_oslo_config_reading_quotes_and_group_case():
     assert novaconf.read_settings(new) == CpuSettings(
         'custom', ('Westmere',), ('+pcid', '+ssse3')
     )
-    assert '[LIBVIRT]' in new and 'host-passthrough' not in new
+    assert '[LIBVIRT]' in new
+    assert 'host-passthrough' not in settings_text(new)
 
 
 def test_url_password_with_at_sign_is_masked_whole():
@@ -337,3 +346,35 @@ def test_a_changed_backup_does_not_look_like_ours():
         '[libvirt]', '[libvirt]\ncpu_mode = host-passthrough', 1
     )
     assert apply(changed) != new  # the marker carries the original's sha256
+
+
+@pytest.mark.parametrize('name', SAMPLES)
+def test_marker_keeps_the_original_lines_for_a_restore(name):
+    """A deleted backup leaves the host recoverable: the marker's lines
+    give back the original settings, the rest of the file byte for byte."""
+    text = load(name)
+    new = apply(text)
+    restored = novaconf.restore_from_marker(new)
+    assert novaconf.read_settings(restored) == novaconf.read_settings(text)
+    assert novaconf.find_marker(restored) is None
+    assert without_cpu_lines(restored) == without_cpu_lines(new)
+    if novaconf.sha256(restored) != novaconf.sha256(text):
+        # only where the original CPU lines were spread apart
+        assert name in ('extra_flags.conf', 'no_libvirt.conf'), name
+
+
+def test_restore_from_marker_is_exact_for_one_block():
+    text = '[DEFAULT]\ndebug = True\n[libvirt]\ncpu_mode = host-model\n' \
+           'virt_type = kvm\n'
+    new = apply(text)
+    assert novaconf.marker_original(new) == ['cpu_mode = host-model']
+    assert novaconf.restore_from_marker(new) == text
+    assert novaconf.marker_original(apply('[libvirt]\nx = 1\n')) == []
+
+
+def test_restore_from_marker_needs_the_lines():
+    old_style = ('[libvirt]\n%s\ncpu_mode = custom\ncpu_models = kvm64\n'
+                 % novaconf.marker_line(WHEN, '/b'))
+    assert novaconf.marker_original(old_style) is None
+    with pytest.raises(novaconf.NovaConfError, match='no original CPU'):
+        novaconf.restore_from_marker(old_style)
