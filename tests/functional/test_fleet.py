@@ -101,8 +101,13 @@ def test_fleet_plan_run_failure_interruption_rerun(lab_env):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    # the killed run's host lock is stale (its pid is gone): a re-run says
+    # so and changes nothing; --break-lock takes it over
     code, rows, err = cpumigrate(env, 'run', *HOSTS, '--parallel', '2',
-                                 '--auto-approve')
+                                 '--auto-approve', ok=False)
+    assert code == 1 and 'the lock is stale' in err, err
+    code, rows, err = cpumigrate(env, 'run', *HOSTS, '--parallel', '2',
+                                 '--auto-approve', '--break-lock')
     got = {r['ID']: r for r in rows}
     assert got[one]['Result'] == 'already-finalized'
     assert got[two]['Result'] in ('finalized', 'already-finalized'), err
