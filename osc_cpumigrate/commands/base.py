@@ -31,6 +31,7 @@ from typing import TextIO
 
 from osc_cpumigrate import audit
 from osc_cpumigrate.choices import DEFAULT_RESTART_METHOD
+from osc_cpumigrate.choices import ON_TIMEOUT
 from osc_cpumigrate.choices import RESTART_METHODS
 from osc_cpumigrate.commands import logs
 from osc_cpumigrate.commands import settings
@@ -197,6 +198,19 @@ def _setting(group: Any, name: str, metavar: str | None, help_: str,
                        default=None,
                        help='%s %s' % (help_, settings.help_suffix(name)),
                        **kwargs)
+
+
+def add_migration_timeout(parser: argparse.ArgumentParser) -> None:
+    """What the verbs that live-migrate (migrate, run) share."""
+    parser.add_argument(
+        '--timeout', metavar='<seconds>', type=float, default=1800.0,
+        help='How long one migration may run before --on-timeout '
+             'applies (default: 1800)')
+    parser.add_argument(
+        '--on-timeout', metavar='<action>', choices=ON_TIMEOUT,
+        default='abort',
+        help='abort (default: the server stays on its source) or '
+             'force-complete (pause the guest to finish)')
 
 
 def add_lock_options(parser: argparse.ArgumentParser) -> None:

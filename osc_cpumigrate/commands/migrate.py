@@ -16,7 +16,6 @@ import argparse
 
 from osc_lib.command import command
 
-from osc_cpumigrate.choices import ON_TIMEOUT
 from osc_cpumigrate.commands import base
 from osc_cpumigrate.errors import translate_errors
 
@@ -48,15 +47,7 @@ finalize amd-2`` (runbook steps 9-10)."""
             help_='Destination compute host (repeat for more; each server '
                   'goes to the one with the most free RAM that fits it)')
         base.add_servers(parser)
-        parser.add_argument(
-            '--timeout', metavar='<seconds>', type=float, default=1800.0,
-            help='How long one migration may run before --on-timeout '
-                 'applies (default: 1800)')
-        parser.add_argument(
-            '--on-timeout', metavar='<action>', choices=ON_TIMEOUT,
-            default='abort',
-            help='abort (default: the server stays on its source) or '
-                 'force-complete (pause the guest to finish)')
+        base.add_migration_timeout(parser)
         base.add_dry_run(parser)
         base.add_lock_options(parser)
         base.add_host_options(parser)

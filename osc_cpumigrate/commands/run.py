@@ -16,7 +16,6 @@ import argparse
 
 from osc_lib.command import command
 
-from osc_cpumigrate.choices import ON_TIMEOUT
 from osc_cpumigrate.commands import base
 from osc_cpumigrate.commands import plan as plan_command
 from osc_cpumigrate.errors import translate_errors
@@ -46,14 +45,7 @@ Next: ``openstack cpumigrate status`` on each source and destination."""
             '--parallel', metavar='<count>', type=int, default=1,
             help='How many sources to work on at once (default: 1); each '
                  'live-migrates one server at a time')
-        parser.add_argument(
-            '--timeout', metavar='<seconds>', type=float, default=1800.0,
-            help='How long one migration may run before --on-timeout '
-                 'applies (default: 1800)')
-        parser.add_argument(
-            '--on-timeout', metavar='<action>', choices=ON_TIMEOUT,
-            default='abort',
-            help='abort (default) or force-complete')
+        base.add_migration_timeout(parser)
         base.add_method(parser)
         base.add_auto_approve(parser)
         base.add_dry_run(parser)
