@@ -40,6 +40,10 @@ def epoch(timestamp):
                                      '%Y-%m-%dT%H:%M:%S')) - time.timezone
 
 
+#: reconnect backoff (<= 30 s) + one lost RPC call (60 s) + margin
+RABBIT_RECOVERY = 180
+
+
 def wait_service(env, host, state, since=0.0, timeout=60):
     """nova-compute on `host` in `state` ('up' with a heartbeat after
     `since`)."""
@@ -122,9 +126,15 @@ def test_rabbit_restart_computes_heartbeat_again(faults):
     out = labctl(faults, 'fault', 'cloud', 'rabbit-restart').stdout
     assert 'RabbitMQ restarted' in out
     since = time.time()
-    # heartbeats go to nova-conductor over RPC: they need the new broker
+    # heartbeats go to nova-conductor over RPC: they need the new broker.
+    # oslo.messaging reconnects with a growing interval (1 s, +2 s each
+    # try, at most rabbit_interval_max=30 s), and a heartbeat whose reply
+    # queue died with the old broker waits rpc_response_timeout (60 s)
+    # before the next one: a real compute can take well over a minute.
+    deadline = since + RABBIT_RECOVERY
     for host in ('intel-1', 'intel-2', 'amd-1', 'amd-2'):
-        wait_service(faults, host, 'up', since=since)
+        wait_service(faults, host, 'up', since=since,
+                     timeout=max(deadline - time.time(), 1))
 
 
 def test_compute_hangs_service_down_process_alive(faults):
