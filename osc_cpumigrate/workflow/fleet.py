@@ -132,6 +132,8 @@ class Fleet:
     #: Why the plan refused a server: its row's reason when it stays.
     refused: dict[str, str] = dataclasses.field(default_factory=dict)
     extra: list[str] = dataclasses.field(default_factory=list)
+    #: The run's live migrations so far: when to look for the next end.
+    pace: migrate.Pace = dataclasses.field(default_factory=migrate.Pace)
     #: Set when the run is interrupted: each source stops after the
     #: server it is moving (a migration is followed to its end).
     stop: threading.Event = dataclasses.field(
@@ -327,7 +329,7 @@ def move_server(fx: Fleet, ctx: common.Context, source: str,
             return fleet_row(server, source, result=rows.REFUSED,
                              reason=why)
     row = migrate.move_one(ctx, source, move, timeout=fx.timeout,
-                           on_timeout=fx.on_timeout)
+                           on_timeout=fx.on_timeout, pace=fx.pace)
     fx.progress.finished(server.id)
     if row.result == rows.FAILED:
         fx.packer.release(server, move.destination)
