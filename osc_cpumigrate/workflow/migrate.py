@@ -183,19 +183,7 @@ def interrupted(exc: KeyboardInterrupt, ctx: common.Context, source: str,
     keeps running in Nova; the row names the commands that follow or
     abort it (a re-run of migrate follows it too)."""
     server = move.server
-    if move.kind == LIVE:
-        migration = running_migration(ctx, server)
-        doing = ('the live migration to %s keeps running in Nova: follow '
-                 'it with "openstack server migration show %s %s" or by '
-                 'running migrate again; abort it with "openstack server '
-                 'migration abort %s %s"' % (
-                     move.destination or '?', server.id, migration,
-                     server.id, migration))
-    else:
-        doing = ('the cold migration to %s goes on in Nova: the next '
-                 '"openstack cpumigrate migrate %s ..." confirms it (or '
-                 '"openstack server resize confirm %s")'
-                 % (move.destination or '?', source, server.id))
+    doing = under_way(ctx, source, move)
     found[server.id] = row(server, source, rows.INTERRUPTED, doing,
                            destination=move.destination or '')
     for other in servers:
@@ -204,6 +192,24 @@ def interrupted(exc: KeyboardInterrupt, ctx: common.Context, source: str,
                                   'the run was interrupted')
     return errors.interrupted(exc, [found[s.id] for s in servers],
                               '%s (%s): %s' % (server.name, server.id, doing))
+
+
+def under_way(ctx: common.Context, source: str, move: Move) -> str:
+    """What an interruption while moving ``move.server`` leaves under way
+    in Nova, and the commands that follow or abort it."""
+    server = move.server
+    if move.kind == LIVE:
+        migration = running_migration(ctx, server)
+        return ('the live migration to %s keeps running in Nova: follow '
+                'it with "openstack server migration show %s %s" or by '
+                'running migrate (or run) again; abort it with "openstack '
+                'server migration abort %s %s"' % (
+                    move.destination or '?', server.id, migration,
+                    server.id, migration))
+    return ('the cold migration to %s goes on in Nova: the next '
+            '"openstack cpumigrate migrate %s ..." confirms it (or '
+            '"openstack server resize confirm %s")'
+            % (move.destination or '?', source, server.id))
 
 
 def running_migration(ctx: common.Context, server: Any) -> str:
