@@ -439,6 +439,8 @@ def move_server(fx: Fleet, ctx: common.Context, source: str,
             fx.progress.finished(server.id)
             return fleet_row(server, source, result=rows.REFUSED,
                              reason=why)
+        if why:                     # a soft policy's preference not met
+            LOG.warning('%s (%s): %s', server.name, server.id, why)
     try:
         row = migrate.move_one(ctx, source, move, timeout=fx.timeout,
                                on_timeout=fx.on_timeout, pace=fx.pace)
