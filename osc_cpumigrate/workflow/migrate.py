@@ -200,6 +200,10 @@ def under_way(ctx: common.Context, source: str, move: Move) -> str:
     server = move.server
     if move.kind == LIVE:
         migration = running_migration(ctx, server)
+        ended = migration == '<migration-id>' and ended_migration(ctx,
+                                                                  server)
+        if ended:
+            return ended
         return ('the live migration to %s keeps running in Nova: follow '
                 'it with "openstack server migration show %s %s" or by '
                 'running migrate (or run) again; abort it with "openstack '
@@ -210,6 +214,28 @@ def under_way(ctx: common.Context, source: str, move: Move) -> str:
             '"openstack cpumigrate migrate %s ..." confirms it (or '
             '"openstack server resize confirm %s")'
             % (move.destination or '?', source, server.id))
+
+
+def ended_migration(ctx: common.Context, server: Any) -> str:
+    """When no live migration of the server is under way any more (it
+    ended as the interruption came), what its newest record says and what
+    to run, or ''."""
+    try:
+        records = ctx.cloud.migrations(server, LIVE)
+    except (*common.RECOVERABLE, KeyboardInterrupt):
+        return ''
+    if not records or records[0].status not in (MIGRATION_DONE
+                                                + MIGRATION_FAILED):
+        return ''
+    record = records[0]
+    if record.status in MIGRATION_FAILED:
+        return ('the live migration to %s (migration %s) ended %s as the '
+                'run was interrupted: the server stays on its source'
+                % (record.dest_compute or '?', record.id, record.status))
+    return ('the live migration to %s (migration %s) completed as the run '
+            'was interrupted: "openstack cpumigrate finalize %s" (or run '
+            'again) finalizes it' % (record.dest_compute or '?', record.id,
+                                     record.dest_compute or '<host>'))
 
 
 def running_migration(ctx: common.Context, server: Any) -> str:

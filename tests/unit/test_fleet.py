@@ -290,3 +290,21 @@ def test_interrupted_run_rows_name_every_server_in_flight():
         assert '%s (%s): the live migration' % (server.name, server.id) in (
             in_flight)
         assert 'openstack server migration abort %s' % server.id in in_flight
+
+
+def test_interrupted_as_a_migration_ends_says_it_ended():
+    world = world_of(per_source=1)
+    real = world.compute.live_migrate_server.side_effect
+
+    def live_migrate(server, **kw):
+        real(server, **kw)                   # completes at once
+        raise KeyboardInterrupt
+    world.compute.live_migrate_server.side_effect = live_migrate
+    with pytest.raises(KeyboardInterrupt) as caught:
+        go(world, sources=['intel-1'])
+    [row] = caught.value.results
+    assert row.result == 'interrupted'
+    assert 'completed as the run was interrupted' in row.reason
+    assert '"openstack cpumigrate finalize amd-' in row.reason
+    found = go(world, sources=['intel-1'])   # the re-run finalizes it
+    assert [r.result for r in found] == ['finalized']
