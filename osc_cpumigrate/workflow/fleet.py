@@ -248,6 +248,10 @@ def run(ctx: common.Context, *, sources: Sequence[str],
                refused={r.id: r.reason for r in draft.rows
                         if r.result == rows.REFUSED},
                per_source=per_source, limits=draft.limits)
+    # the plan's estimate runs as many migrations at once as the widest
+    # `parallel` sources allow
+    fx.progress.parallel = max(1, sum(sorted(
+        (fx.width(s) for s in sources), reverse=True)[:parallel]))
     for source in sources:
         if fx.width(source) < per_source:
             ctx.progress('%s: %d live migration(s) at once, its nova.conf\'s '
