@@ -89,10 +89,11 @@ class Cloud:
         return self.conn.placement
 
     def wait(self, fetch: Callable[[], Any], **kwargs: Any) -> Any:
-        """:func:`osc_cpumigrate.poll.wait_for` at this gateway's interval,
-        clock and sleep."""
-        return poll.wait_for(fetch, interval=self.interval, clock=self.clock,
-                             sleep=self.sleep, **kwargs)
+        """:func:`osc_cpumigrate.poll.wait_for` at this gateway's interval
+        (unless the caller paces itself), clock and sleep."""
+        kwargs.setdefault('interval', self.interval)
+        return poll.wait_for(fetch, clock=self.clock, sleep=self.sleep,
+                             **kwargs)
 
     def read(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """A read-only API call (a list is materialised), retried on

@@ -37,6 +37,12 @@ one generator owns time and the waiter owns the states:
     failed.  ``message`` may be a string or a function of the last value, so
     the timeout says where things stood.
 
+``interval`` is seconds, or (for :func:`wait_for`) a function of the last
+value giving the next pause: a live migration is looked at every few
+seconds while far from its expected end and every quarter second around it
+(:class:`osc_cpumigrate.workflow.migrate.Follow`), so the run loses almost
+nothing between one server's arrival and the next one's start.
+
 ``clock`` and ``sleep`` are injected (defaults ``time.monotonic`` and
 ``time.sleep``): unit tests pass a fake clock whose ``sleep`` advances it,
 and never wait.  Only the controller's monotonic clock is used, never a
@@ -61,7 +67,7 @@ Sleep = Callable[[float], None]
 
 def iterate_timeout(timeout: float | None,
                     message: str | Callable[[], str], *,
-                    interval: float,
+                    interval: float | Callable[[], float],
                     clock: Clock = time.monotonic,
                     sleep: Sleep = time.sleep) -> Iterator[float]:
     """Yield the elapsed seconds before each attempt; raise ``Timeout``.
@@ -75,14 +81,14 @@ def iterate_timeout(timeout: float | None,
         yield clock() - start
         if timeout is not None and clock() - start >= timeout:
             raise Timeout(message() if callable(message) else message)
-        sleep(interval)
+        sleep(interval() if callable(interval) else interval)
 
 
 def wait_for(fetch: Callable[[], T], *,
              done: Callable[[T], bool],
              failed: Callable[[T], str | None] | None = None,
              timeout: float | None,
-             interval: float,
+             interval: float | Callable[[T], float],
              message: str | Callable[[T], str],
              clock: Clock = time.monotonic,
              sleep: Sleep = time.sleep,
@@ -99,8 +105,10 @@ def wait_for(fetch: Callable[[], T], *,
             return message(last[-1])
         return message
 
+    pause = ((lambda: interval(last[-1])) if callable(interval)
+             else interval)
     for elapsed in iterate_timeout(timeout, timeout_message,
-                                   interval=interval, clock=clock,
+                                   interval=pause, clock=clock,
                                    sleep=sleep):
         value = fetch()
         last[:] = [value]

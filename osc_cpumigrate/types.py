@@ -90,6 +90,10 @@ class ConfState:
     #: backup is missing or was changed: the marker's lines stand in), or
     #: None.
     problem: str | None = None
+    #: ``[DEFAULT] max_concurrent_live_migrations``: how many live
+    #: migrations nova-compute runs out of this host at once (Nova's
+    #: default 1; 0: Nova's own "unlimited").
+    max_live_migrations: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,8 +43,14 @@ Next: ``openstack cpumigrate status`` on each source and destination."""
         plan_command.add_fleet_arguments(parser)
         parser.add_argument(
             '--parallel', metavar='<count>', type=int, default=1,
-            help='How many sources to work on at once (default: 1); each '
-                 'live-migrates one server at a time')
+            help='How many sources to work on at once (default: 1)')
+        parser.add_argument(
+            '--migrations-per-source', metavar='<count>', type=int,
+            default=1, dest='per_source',
+            help='How many servers each source live-migrates at once '
+                 '(default: 1); never more than the source\'s nova.conf '
+                 '[DEFAULT] max_concurrent_live_migrations (Nova\'s '
+                 'default 1; 0 leaves it to this option)')
         base.add_migration_timeout(parser)
         base.add_method(parser)
         base.add_auto_approve(parser)
@@ -60,7 +66,8 @@ Next: ``openstack cpumigrate status`` on each source and destination."""
         ctx = base.context(self, parsed_args)
         return self.present(parsed_args, fleet.run(
             ctx, **plan_command.fleet_options(parsed_args),
-            parallel=parsed_args.parallel, method=parsed_args.method,
+            parallel=parsed_args.parallel, per_source=parsed_args.per_source,
+            method=parsed_args.method,
             timeout=parsed_args.timeout, on_timeout=parsed_args.on_timeout,
             dry_run=parsed_args.dry_run))
 

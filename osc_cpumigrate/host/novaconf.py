@@ -240,6 +240,18 @@ def read_option(text: str, section: str, key: str) -> str | None:
     return value
 
 
+def max_live_migrations(text: str) -> int:
+    """``[DEFAULT] max_concurrent_live_migrations`` (Nova's default 1;
+    0: Nova's "unlimited").  A value nova-compute would refuse to start
+    with counts as the default, the safe side."""
+    value = read_option(text, 'DEFAULT', 'max_concurrent_live_migrations')
+    try:
+        found = int(value) if value is not None else 1
+    except ValueError:
+        return 1
+    return found if found >= 0 else 1
+
+
 def find_marker(text: str) -> Marker | None:
     """cpumigrate's transition marker in ``[libvirt]``, if the file has one."""
     lines = split_lines(text)

@@ -620,7 +620,8 @@ class RemoteHost:
             transitioned=snap.marker is not None, original=original,
             backup=snap.marker.backup if snap.marker else None,
             changed_at=snap.marker.changed_at if snap.marker else None,
-            problem=problem)
+            problem=problem,
+            max_live_migrations=novaconf.max_live_migrations(snap.text))
 
     def _find_identical_backup(self, path: str, sha: str) -> str | None:
         result = self._run(

@@ -22,11 +22,22 @@ arrived (``finalize`` with that one server), unless ``--finalize later``.
 Up to ``parallel`` sources run at once, one thread each with its own
 :class:`~osc_cpumigrate.cloud.Cloud` over the one SDK connection (a
 keystoneauth session is shared across threads by openstacksdk itself) and
-its own SSH sessions.  Destinations are shared: a :class:`plan.Packer`
-books capacity under a lock as servers are assigned.  A failure stops its
-source only; every server gets a row; the run fails (exit 1) at the end.
-A re-run carries on from the live state: the verbs are idempotent, and
-servers an earlier run moved but did not finalize are finalized first.
+its own SSH sessions.  Each source live-migrates ``per_source`` servers at
+once (``--migrations-per-source``, default 1), never more than its
+nova.conf's ``[DEFAULT] max_concurrent_live_migrations`` (0, Nova's
+"unlimited", leaves the choice to the operator).  Destinations are shared: a
+:class:`plan.Packer` books capacity under a lock as servers are assigned.  A
+failure stops its source only; every server gets a row; the run fails (exit
+1) at the end.  A re-run carries on from the live state: the verbs are
+idempotent, and servers an earlier run moved but did not finalize are
+finalized first.
+
+Ctrl-C (SIGINT) or SIGTERM reaches the main thread only: it sets
+:attr:`Fleet.stop`, and each source's thread stops at its next pause (its
+waits sleep through :func:`stoppable`) the way the verbs stop on an
+interruption, naming what it leaves under way; the run then raises the
+interruption with every row (:func:`errors.interrupted`), which the command
+prints before exiting 130 (143).
 
 This module orchestrates the verbs, so it imports them (the one module
 allowed to); no verb imports it.
@@ -44,6 +55,7 @@ import threading
 import time
 from typing import Any
 
+from osc_cpumigrate import errors
 from osc_cpumigrate.choices import ON_TIMEOUT
 from osc_cpumigrate.errors import PartialFailure
 from osc_cpumigrate.errors import WorkflowError
@@ -59,6 +71,8 @@ from osc_cpumigrate.workflow import rows
 LOG = logging.getLogger(__name__)
 
 FINALIZE_WHEN = ('now', 'later')
+#: The real sleep, whose pauses an interruption can cut short.
+_SLEEP = time.sleep
 
 
 class Progress:
@@ -132,18 +146,51 @@ class Fleet:
     #: Why the plan refused a server: its row's reason when it stays.
     refused: dict[str, str] = dataclasses.field(default_factory=dict)
     extra: list[str] = dataclasses.field(default_factory=list)
-    #: Set when the run is interrupted: each source stops after the
-    #: server it is moving (a migration is followed to its end).
+    #: The run's live migrations so far: when to look for the next end.
+    pace: migrate.Pace = dataclasses.field(default_factory=migrate.Pace)
+    #: Live migrations at once per source, as asked
+    #: (--migrations-per-source), and
+    #: each source's max_concurrent_live_migrations (plan.Draft.limits).
+    per_source: int = 1
+    limits: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Set when the run is interrupted: each source stops at its next
+    #: pause, naming what it leaves under way in :attr:`in_flight`.
     stop: threading.Event = dataclasses.field(
         default_factory=threading.Event)
+    in_flight: list[str] = dataclasses.field(default_factory=list)
 
     def worker(self) -> common.Context:
         """A context for one source's thread: its own Cloud over the same
-        connection, progress through the shared counter, no question (the
-        run asked once)."""
+        connection whose pauses end when the run is interrupted, progress
+        through the shared counter, no question (the run asked once)."""
+        cloud = copy.copy(self.ctx.cloud)
+        cloud.sleep = stoppable(self.stop, cloud.sleep)
         return dataclasses.replace(
-            self.ctx, cloud=copy.copy(self.ctx.cloud), progress=self.progress,
+            self.ctx, cloud=cloud, progress=self.progress,
             confirm=lambda question: True)
+
+    def width(self, source: str) -> int:
+        """How many live migrations out of ``source`` at once."""
+        limit = self.limits.get(source, 1)
+        return self.per_source if limit == 0 else min(self.per_source,
+                                                      limit)
+
+
+def stoppable(stop: threading.Event,
+              sleep: Callable[[float], None]) -> Callable[[float], None]:
+    """``sleep`` that ends early and raises KeyboardInterrupt in a
+    source's thread once the run is interrupted (a signal reaches only
+    the main thread), so the verbs stop there as they do on Ctrl-C."""
+
+    def pause(seconds: float) -> None:
+        if sleep is _SLEEP:
+            stop.wait(seconds)
+        else:
+            sleep(seconds)
+        if stop.is_set():
+            raise KeyboardInterrupt('the run was interrupted')
+
+    return pause
 
 
 def fleet_row(row: Any, source: str, *, result: str | None = None,
@@ -166,12 +213,15 @@ def run(ctx: common.Context, *, sources: Sequence[str],
         finalize: str = 'now', method: str = 'hard-reboot',
         model: str = 'auto', flags: Sequence[str] = (),
         timeout: float = 1800.0, on_timeout: str = 'abort',
-        ignore_guest_floor: bool = False, dry_run: bool = False) -> list[Any]:
+        ignore_guest_floor: bool = False, per_source: int = 1,
+        dry_run: bool = False) -> list[Any]:
     """Carry out the runbook for every source; ``dry_run``: the plan."""
     if finalize not in FINALIZE_WHEN:
         raise WorkflowError('--finalize must be now or later')
     if parallel < 1:
         raise WorkflowError('--parallel must be at least 1')
+    if per_source < 1:
+        raise WorkflowError('--migrations-per-source must be at least 1')
     if on_timeout not in ON_TIMEOUT:
         raise WorkflowError('--on-timeout must be one of %s'
                             % ', '.join(ON_TIMEOUT))
@@ -196,19 +246,52 @@ def run(ctx: common.Context, *, sources: Sequence[str],
                model=model, flags=flags, timeout=timeout,
                on_timeout=on_timeout, ignore_guest_floor=ignore_guest_floor,
                refused={r.id: r.reason for r in draft.rows
-                        if r.result == rows.REFUSED})
+                        if r.result == rows.REFUSED},
+               per_source=per_source, limits=draft.limits)
+    # the plan's estimate runs as many migrations at once as the widest
+    # `parallel` sources allow
+    fx.progress.parallel = max(1, sum(sorted(
+        (fx.width(s) for s in sources), reverse=True)[:parallel]))
+    for source in sources:
+        if fx.width(source) < per_source:
+            ctx.progress('%s: %d live migration(s) at once, its nova.conf\'s '
+                         'max_concurrent_live_migrations'
+                         % (source, fx.width(source)))
+    signalled: KeyboardInterrupt | None = None
     with futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+        jobs = [pool.submit(run_source, fx, s) for s in sources]
         try:
-            done = list(pool.map(lambda s: run_source(fx, s), sources))
-        except BaseException:     # Ctrl-C: let each source finish a step
+            futures.wait(jobs)
+        except KeyboardInterrupt as exc:       # SIGINT, SIGTERM
+            signalled = exc
             fx.stop.set()
-            ctx.progress('interrupted: each source stops after the server '
-                         'it is moving; run again to carry on')
-            raise
-    order = {r.id: i for i, r in enumerate(draft.rows)}
-    found = [r for per_source in done
-             for r in sorted(per_source, key=lambda r: order.get(r.id, 1e9))]
+            ctx.progress('interrupted: each source stops at its next step; '
+                         'run again to carry on')
+        found = gathered(fx, draft, sources, jobs)
+    if fx.stop.is_set():
+        raise errors.interrupted(signalled or KeyboardInterrupt(), found,
+                                 '; '.join(fx.in_flight)) from None
     return common.finish(found, extra=fx.extra)
+
+
+def gathered(fx: Fleet, draft: plan.Draft, sources: Sequence[str],
+             jobs: Sequence[futures.Future]) -> list[rows.FleetRow]:
+    """Every server's row, in the plan's order, source by source; a source
+    the interruption kept from starting keeps its plan's rows as
+    not-attempted (or refused)."""
+    order = {r.id: i for i, r in enumerate(draft.rows)}
+    found: list[rows.FleetRow] = []
+    for source, job in zip(sources, jobs, strict=True):
+        if job.cancel():
+            per_source = [fleet_row(
+                r, source, result=r.result if r.result == rows.REFUSED
+                else rows.NOT_ATTEMPTED, reason=r.reason or
+                'the run was interrupted', destination='')
+                for r in draft.rows if r.source == source]
+        else:
+            per_source = job.result()
+        found += sorted(per_source, key=lambda r: order.get(r.id, 1e9))
+    return found
 
 
 def run_source(fx: Fleet, source: str) -> list[rows.FleetRow]:
@@ -229,23 +312,41 @@ def run_source(fx: Fleet, source: str) -> list[rows.FleetRow]:
         fx.extra.append('%s stopped: %s' % (source, why))
         ctx.progress('%s: stopped: %s' % (source, why))
         stop = True
+    except KeyboardInterrupt as exc:
+        was_interrupted(fx, source, exc, out)
+        stop = True
     if stop:
-        left_behind(ctx, source, out)
+        left_behind(ctx, source, out, why='the run was interrupted'
+                    if fx.stop.is_set() else
+                    '%s stopped at an earlier failure' % source)
     return list(out.values())
 
 
+def was_interrupted(fx: Fleet, source: str, exc: KeyboardInterrupt,
+                    out: dict[str, rows.FleetRow]) -> None:
+    """A source's step stopped by an interruption (the run's, or one in
+    this thread): its rows and what it left under way."""
+    fx.stop.set()
+    for row in getattr(exc, 'results', []):
+        if row.result != rows.NOT_ATTEMPTED or row.id not in out:
+            out[row.id] = fleet_row(row, source)
+    doing = getattr(exc, 'in_flight', '')
+    if doing:
+        fx.in_flight.append(doing)
+
+
 def left_behind(ctx: common.Context, source: str,
-                out: dict[str, rows.FleetRow]) -> None:
+                out: dict[str, rows.FleetRow], *, why: str) -> None:
     """Rows for the servers a stopped source did not get to."""
     try:
         servers = ctx.cloud.servers_on_host(source)
-    except common.RECOVERABLE:
+    except (*common.RECOVERABLE, KeyboardInterrupt):
         return
     for server in servers:
         if server.id not in out:
-            out[server.id] = fleet_row(
-                server, source, result=rows.NOT_ATTEMPTED,
-                reason='%s stopped at an earlier failure' % source)
+            out[server.id] = fleet_row(server, source,
+                                       result=rows.NOT_ATTEMPTED,
+                                       reason=why)
 
 
 def finish_arrived(fx: Fleet, ctx: common.Context, source: str,
@@ -296,24 +397,40 @@ def pin_source(fx: Fleet, ctx: common.Context, source: str,
 
 def migrate_source(fx: Fleet, ctx: common.Context, source: str,
                    out: dict[str, rows.FleetRow]) -> None:
-    """Move the source's servers one at a time (never more live
-    migrations than Nova's default max_concurrent_live_migrations, 1)."""
+    """Move the source's servers, :meth:`Fleet.width` live migrations at
+    once (one by default, never more than its nova.conf allows); after a
+    failure or an interruption no other move starts."""
     found: dict[str, rows.MigrateRow] = {}
     moves = migrate.plan_moves(ctx, source, ctx.cloud.servers_on_host(source),
                                found)
     for sid, row in found.items():
         out.setdefault(sid, fleet_row(row, source,
                                       reason=fx.refused.get(sid)))
-    stopped = False
-    for move in moves:
-        if stopped or fx.stop.is_set():
-            out[move.server.id] = fleet_row(
-                move.server, source, result=rows.NOT_ATTEMPTED,
-                reason='the source stopped at an earlier failure'
-                if stopped else 'the run was interrupted')
-            continue
-        out[move.server.id] = move_server(fx, ctx, source, move)
-        stopped = out[move.server.id].result == rows.FAILED
+    failed = threading.Event()
+
+    def one(move: migrate.Move) -> None:
+        server = move.server
+        if failed.is_set() or fx.stop.is_set():
+            out[server.id] = fleet_row(
+                server, source, result=rows.NOT_ATTEMPTED,
+                reason='the run was interrupted' if fx.stop.is_set()
+                else 'the source stopped at an earlier failure')
+            return
+        try:
+            out[server.id] = move_server(fx, ctx, source, move)
+        except KeyboardInterrupt as exc:
+            was_interrupted(fx, source, exc, out)
+            return
+        if out[server.id].result == rows.FAILED:
+            failed.set()
+
+    width = fx.width(source)
+    if width == 1 or len(moves) < 2:
+        for move in moves:
+            one(move)
+        return
+    with futures.ThreadPoolExecutor(max_workers=width) as pool:
+        list(pool.map(one, moves))
 
 
 def move_server(fx: Fleet, ctx: common.Context, source: str,
@@ -326,8 +443,17 @@ def move_server(fx: Fleet, ctx: common.Context, source: str,
             fx.progress.finished(server.id)
             return fleet_row(server, source, result=rows.REFUSED,
                              reason=why)
-    row = migrate.move_one(ctx, source, move, timeout=fx.timeout,
-                           on_timeout=fx.on_timeout)
+        if why:                     # a soft policy's preference not met
+            LOG.warning('%s (%s): %s', server.name, server.id, why)
+    try:
+        row = migrate.move_one(ctx, source, move, timeout=fx.timeout,
+                               on_timeout=fx.on_timeout, pace=fx.pace)
+    except KeyboardInterrupt as exc:
+        doing = migrate.under_way(ctx, source, move)
+        raise errors.interrupted(exc, [fleet_row(
+            server, source, result=rows.INTERRUPTED, reason=doing,
+            destination=move.destination)], '%s (%s): %s' % (
+                server.name, server.id, doing)) from None
     fx.progress.finished(server.id)
     if row.result == rows.FAILED:
         fx.packer.release(server, move.destination)

@@ -30,8 +30,10 @@ from openstack import exceptions as sdk_exc
 
 from osc_cpumigrate import errors
 from osc_cpumigrate.choices import ON_TIMEOUT
+from osc_cpumigrate.cloud import flavor_needs
 from osc_cpumigrate.cloud import MIGRATION_DONE
 from osc_cpumigrate.cloud import MIGRATION_FAILED
+from osc_cpumigrate.cloud import parse_time
 from osc_cpumigrate.errors import HostError
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
@@ -49,6 +51,36 @@ COLD = 'migration'
 #: the reason in the instance actions.
 RECORD_GRACE = 60.0
 PROGRESS_EVERY = 10.0
+#: The shortest pause between two looks at a live migration (around its
+#: expected end) and the longest (far from it, once the end is expected).
+POLL_MIN = 0.25
+POLL_MAX = PROGRESS_EVERY / 2
+
+
+class Pace:
+    """How fast this run's live migrations went (seconds per MiB of guest
+    RAM, from Nova's own records), so the next one's end is expected and
+    looked for when it comes rather than up to one polling interval
+    later.  One per run, shared by the sources of a fleet run."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.mib = 0.0
+
+    def learn(self, server: Any, record: Any) -> None:
+        start = parse_time(record.created_at)
+        end = parse_time(record.updated_at)
+        ram = flavor_needs(server)[1]
+        if start and end and end > start and ram:
+            self.seconds += (end - start).total_seconds()
+            self.mib += ram
+
+    def expected(self, server: Any) -> float | None:
+        """Seconds the live migration of ``server`` should take, or None
+        before the run has seen one."""
+        if not self.mib:
+            return None
+        return flavor_needs(server)[1] * self.seconds / self.mib
 
 
 @dataclasses.dataclass
@@ -108,6 +140,7 @@ def migrate(ctx: common.Context, source: str, *,
     free = {d: ctx.cloud.capacity(d) for d in dict.fromkeys(destinations)} \
         if moves else {}
     stopped = False
+    pace = Pace()
     for move in moves:
         server = move.server
         if stopped:
@@ -127,7 +160,7 @@ def migrate(ctx: common.Context, source: str, *,
             continue
         try:
             found[server.id] = move_one(ctx, source, move, timeout=timeout,
-                                        on_timeout=on_timeout)
+                                        on_timeout=on_timeout, pace=pace)
         except KeyboardInterrupt as exc:
             raise interrupted(exc, ctx, source, move,
                               everyone(selected, moves), found) from None
@@ -150,19 +183,7 @@ def interrupted(exc: KeyboardInterrupt, ctx: common.Context, source: str,
     keeps running in Nova; the row names the commands that follow or
     abort it (a re-run of migrate follows it too)."""
     server = move.server
-    if move.kind == LIVE:
-        migration = running_migration(ctx, server)
-        doing = ('the live migration to %s keeps running in Nova: follow '
-                 'it with "openstack server migration show %s %s" or by '
-                 'running migrate again; abort it with "openstack server '
-                 'migration abort %s %s"' % (
-                     move.destination or '?', server.id, migration,
-                     server.id, migration))
-    else:
-        doing = ('the cold migration to %s goes on in Nova: the next '
-                 '"openstack cpumigrate migrate %s ..." confirms it (or '
-                 '"openstack server resize confirm %s")'
-                 % (move.destination or '?', source, server.id))
+    doing = under_way(ctx, source, move)
     found[server.id] = row(server, source, rows.INTERRUPTED, doing,
                            destination=move.destination or '')
     for other in servers:
@@ -173,6 +194,50 @@ def interrupted(exc: KeyboardInterrupt, ctx: common.Context, source: str,
                               '%s (%s): %s' % (server.name, server.id, doing))
 
 
+def under_way(ctx: common.Context, source: str, move: Move) -> str:
+    """What an interruption while moving ``move.server`` leaves under way
+    in Nova, and the commands that follow or abort it."""
+    server = move.server
+    if move.kind == LIVE:
+        migration = running_migration(ctx, server)
+        ended = migration == '<migration-id>' and ended_migration(ctx,
+                                                                  server)
+        if ended:
+            return ended
+        return ('the live migration to %s keeps running in Nova: follow '
+                'it with "openstack server migration show %s %s" or by '
+                'running migrate (or run) again; abort it with "openstack '
+                'server migration abort %s %s"' % (
+                    move.destination or '?', server.id, migration,
+                    server.id, migration))
+    return ('the cold migration to %s goes on in Nova: the next '
+            '"openstack cpumigrate migrate %s ..." confirms it (or '
+            '"openstack server resize confirm %s")'
+            % (move.destination or '?', source, server.id))
+
+
+def ended_migration(ctx: common.Context, server: Any) -> str:
+    """When no live migration of the server is under way any more (it
+    ended as the interruption came), what its newest record says and what
+    to run, or ''."""
+    try:
+        records = ctx.cloud.migrations(server, LIVE)
+    except (*common.RECOVERABLE, KeyboardInterrupt):
+        return ''
+    if not records or records[0].status not in (MIGRATION_DONE
+                                                + MIGRATION_FAILED):
+        return ''
+    record = records[0]
+    if record.status in MIGRATION_FAILED:
+        return ('the live migration to %s (migration %s) ended %s as the '
+                'run was interrupted: the server stays on its source'
+                % (record.dest_compute or '?', record.id, record.status))
+    return ('the live migration to %s (migration %s) completed as the run '
+            'was interrupted: "openstack cpumigrate finalize %s" (or run '
+            'again) finalizes it' % (record.dest_compute or '?', record.id,
+                                     record.dest_compute or '<host>'))
+
+
 def running_migration(ctx: common.Context, server: Any) -> str:
     """The id of the server's live migration under way, or
     ``<migration-id>`` when Nova cannot say (one quick read)."""
@@ -181,14 +246,16 @@ def running_migration(ctx: common.Context, server: Any) -> str:
 
 
 def move_one(ctx: common.Context, source: str, move: Move, *,
-             timeout: float, on_timeout: str) -> rows.MigrateRow:
-    """Migrate one server; its row."""
+             timeout: float, on_timeout: str,
+             pace: Pace | None = None) -> rows.MigrateRow:
+    """Migrate one server; its row.  ``pace``: the run's live migrations
+    so far (when to look for this one's end)."""
     server = move.server
     start = ctx.cloud.clock()
     try:
         if move.kind == LIVE:
             now = live_migrate(ctx, server, source, move.destination,
-                               timeout, on_timeout)
+                               timeout, on_timeout, pace or Pace())
         else:
             now = cold_migrate(ctx, server, source, move.destination,
                                timeout)
@@ -274,7 +341,7 @@ def unconfirmed_cold(ctx: common.Context, source: str) -> list[Move]:
 
 
 def live_migrate(ctx: common.Context, server: Any, source: str, dest: str,
-                 timeout: float, on_timeout: str) -> Any:
+                 timeout: float, on_timeout: str, pace: Pace) -> Any:
     cloud = ctx.cloud
     records = cloud.migrations(server, LIVE)
     known = {m.id for m in records}
@@ -298,7 +365,8 @@ def live_migrate(ctx: common.Context, server: Any, source: str, dest: str,
             raise WorkflowError('Nova refused the live migration: %s%s'
                                 % (http_message(exc),
                                    ' (%s)' % why if why else '')) from None
-    record = follow(ctx, server, LIVE, known, timeout, on_timeout)
+    record = follow(ctx, server, LIVE, known, timeout, on_timeout, pace)
+    pace.learn(server, record)
     dest = record.dest_compute or dest
     return cloud.wait_for_server(server, 'ACTIVE', ctx.server_timeout,
                                  host=dest)
@@ -324,7 +392,8 @@ def cold_migrate(ctx: common.Context, server: Any, source: str, dest: str,
 
 
 def follow(ctx: common.Context, server: Any, kind: str, known: set[str],
-           timeout: float, on_timeout: str | None) -> Any:
+           timeout: float, on_timeout: str | None,
+           pace: Pace | None = None) -> Any:
     """Wait for the new migration record of ``kind`` to finish; its failure
     reason comes from the instance-action events.
 
@@ -332,8 +401,9 @@ def follow(ctx: common.Context, server: Any, kind: str, known: set[str],
     poller owns time (the deadline is ``timeout`` plus the server timeout,
     for an abort or force-complete to take effect), :class:`Follow` owns
     the states and, as the progress callback, reports and acts on
-    ``--on-timeout``."""
-    watch = Follow(ctx, server, kind, timeout, on_timeout)
+    ``--on-timeout``, and paces the looks (:meth:`Follow.interval`)."""
+    watch = Follow(ctx, server, kind, timeout, on_timeout,
+                   expected=pace.expected(server) if pace else None)
     cloud = ctx.cloud
     start = cloud.clock()
 
@@ -344,7 +414,7 @@ def follow(ctx: common.Context, server: Any, kind: str, known: set[str],
 
     record, _elapsed = cloud.wait(
         fetch, done=watch.done, failed=watch.failed, progress=watch.progress,
-        timeout=timeout + ctx.server_timeout,
+        interval=watch.interval, timeout=timeout + ctx.server_timeout,
         message='the migration did not finish within %d s' % timeout)
     return record
 
@@ -358,8 +428,23 @@ class Follow:
     kind: str
     timeout: float
     on_timeout: str | None
+    #: Seconds the migration should take (the run's pace, then the
+    #: memory copied so far), None while unknown.
+    expected: float | None = None
     last_report: float = 0.0
     acted: bool = False
+
+    def interval(self, seen: tuple[Any, float]) -> float:
+        """The pause before the next look: the cloud's interval while the
+        end cannot be expected; else half the time to the expected end
+        (at most :data:`POLL_MAX`, at least :data:`POLL_MIN`), and, once
+        that is past, half the time it is late: a few looks around the end
+        instead of one every interval, and no faster polling for long."""
+        record, elapsed = seen
+        if self.expected is None or record is None:
+            return self.ctx.cloud.interval
+        return min(POLL_MAX, max(POLL_MIN,
+                                 abs(self.expected - elapsed) / 2))
 
     @property
     def action(self) -> str:
@@ -387,7 +472,8 @@ class Follow:
         record, elapsed = seen
         if self.kind == LIVE and elapsed - self.last_report >= PROGRESS_EVERY:
             self.last_report = elapsed
-            report_progress(self.ctx, self.server, elapsed)
+            running = report_progress(self.ctx, self.server, elapsed)
+            self.expected = expected_end(running) or self.expected
         if (elapsed > self.timeout and record is not None
                 and self.on_timeout is not None and not self.acted):
             self.acted = True
@@ -409,7 +495,23 @@ class Follow:
                                                  common.reason(exc)))
 
 
-def report_progress(ctx: common.Context, server: Any, elapsed: float) -> None:
+def expected_end(running: Any) -> float | None:
+    """Seconds the running migration should take in all, from the memory
+    Nova says it has copied in how long (its record's own times, so no
+    clock but Nova's is compared), or None when it cannot say yet."""
+    if running is None:
+        return None
+    total, done = running.memory_total_bytes, running.memory_processed_bytes
+    start = parse_time(running.created_at)
+    end = parse_time(running.updated_at)
+    if not (total and done and start and end) or end <= start:
+        return None
+    return (end - start).total_seconds() * min(total / done, 100.0)
+
+
+def report_progress(ctx: common.Context, server: Any,
+                    elapsed: float) -> Any:
+    """A progress line; the running migration as Nova shows it."""
     running = ctx.cloud.migration_progress(server)
     memory = ''
     if running is not None and running.memory_total_bytes:
@@ -417,3 +519,4 @@ def report_progress(ctx: common.Context, server: Any, elapsed: float) -> None:
             (running.memory_processed_bytes or 0) // 2**20,
             running.memory_total_bytes // 2**20)
     ctx.progress('%s: migrating for %d s%s' % (server.name, elapsed, memory))
+    return running

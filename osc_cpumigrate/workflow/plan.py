@@ -20,17 +20,27 @@ migration should take.
 
 Destinations are packed with :class:`Packer`: the destinations' free
 capacity from Placement, booked server by server under a lock (``run``'s
-sources share one while they run in parallel), honouring the hard policies
-of server groups (``anti-affinity``: members on different hosts;
-``affinity``: members together, which Nova's ``ServerGroupAffinityFilter``
-allows only onto a host where a member already is, so a group whose members
-all sit on a source is refused).  The time estimate is the server's memory
-over the bandwidth the cloud's recent live migrations achieved
-(:func:`bandwidth`).
+sources share one while they run in parallel), honouring server groups as
+Nova's scheduler checks a live migration to a named host:
+
+* ``anti-affinity`` (``ServerGroupAntiAffinityFilter``): never onto a host
+  that already has ``max_server_per_host`` (rule, default 1) other members;
+* ``affinity`` (``ServerGroupAffinityFilter``): only onto a host of the
+  group, i.e. where a member is, the moving one included (Nova's
+  ``InstanceGroup.get_hosts()``), so a group whose members all sit on
+  sources, even a group of one, is refused;
+* ``soft-anti-affinity`` and ``soft-affinity`` are weighers' preferences,
+  which a migration to a named host does not consult: the packing prefers
+  the destinations with the fewest (soft-anti-affinity) or the most
+  (soft-affinity) other members, and says so in the row when it cannot.
+
+The time estimate is the server's memory over the bandwidth the cloud's
+recent live migrations achieved (:func:`bandwidth`).
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 import dataclasses
 import logging
@@ -56,7 +66,8 @@ COLD = 'migration'
 DEFAULT_BANDWIDTH = 125_000_000
 #: How many recent live migrations the bandwidth is learnt from.
 RECENT = 10
-HARD_POLICIES = ('affinity', 'anti-affinity')
+POLICIES = ('affinity', 'anti-affinity', 'soft-affinity',
+            'soft-anti-affinity')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,17 +75,24 @@ class Group:
     name: str
     policy: str
     members: tuple[str, ...]
+    #: anti-affinity's ``max_server_per_host`` rule (microversion 2.64).
+    max_per_host: int = 1
 
 
 def server_groups(ctx: common.Context) -> dict[str, Group]:
-    """Server ID -> its server group, for groups with a hard policy."""
+    """Server ID -> its server group."""
     found = {}
     for group in ctx.cloud.server_groups():
         policy = group.policy or (group.policies or [''])[0]
-        if policy not in HARD_POLICIES:
-            continue            # soft-*: a weigher's preference, not a rule
+        if policy not in POLICIES:
+            continue
+        rules = group.rules if isinstance(group.rules, dict) else {}
+        try:
+            most = max(1, int(rules.get('max_server_per_host') or 1))
+        except (TypeError, ValueError):
+            most = 1
         value = Group(group.name or group.id, policy,
-                      tuple(group.member_ids or ()))
+                      tuple(group.member_ids or ()), most)
         for member in value.members:
             found[member] = value
     return found
@@ -83,7 +101,7 @@ def server_groups(ctx: common.Context) -> dict[str, Group]:
 class Packer:
     """The destinations' free capacity, booked server by server under a
     lock, honouring server groups: parallel sources never overfill a
-    destination nor put two anti-affinity members together."""
+    destination nor put anti-affinity members together."""
 
     def __init__(self, free: dict[str, Capacity], groups: dict[str, Group],
                  placed: dict[str, str]) -> None:
@@ -109,19 +127,18 @@ class Packer:
         return cls(free, groups, placed)
 
     def book(self, server: Any) -> tuple[str, str]:
-        """(destination, '') with its capacity booked, or ('', why not)."""
+        """(destination, note) with its capacity booked, the note a soft
+        policy's preference it could not meet (or ''); or ('', why
+        not)."""
         with self.lock:
-            allowed, why = self._allowed(server)
-            if not allowed:
-                return '', why
-            free = {d: self.free[d] for d in allowed}
-            best = common.choose_destination(free, server)
-            if not best:
-                return '', why or 'no destination has room'
-            self.free[best] = free[best]
-            if server.id in self.groups:
+            group = self.groups.get(server.id)
+            if group is None:
+                best = self._take(list(self.free), server)
+                return best, '' if best else 'no destination has room'
+            best, note = self._grouped(group, server)
+            if best:
                 self.placed[server.id] = best
-            return best, ''
+            return best, note
 
     def release(self, server: Any, destination: str) -> None:
         """Give back a booking whose migration did not happen."""
@@ -132,26 +149,57 @@ class Packer:
             if self.placed.get(server.id) == destination:
                 del self.placed[server.id]
 
-    def _allowed(self, server: Any) -> tuple[list[str], str]:
+    def _take(self, hosts: Sequence[str], server: Any) -> str:
+        """Book the one of ``hosts`` with the most free RAM that fits."""
+        free = {d: self.free[d] for d in hosts}
+        best = common.choose_destination(free, server)
+        if best:
+            self.free[best] = free[best]
+        return best
+
+    def _grouped(self, group: Group, server: Any) -> tuple[str, str]:
+        others = collections.Counter(
+            self.placed[m] for m in group.members
+            if m != server.id and m in self.placed)
         hosts = list(self.free)
-        group = self.groups.get(server.id)
-        if group is None:
-            return hosts, ''
-        others = {self.placed[m] for m in group.members
-                  if m != server.id and m in self.placed}
+        name = group.name
         if group.policy == 'anti-affinity':
-            hosts = [h for h in hosts if h not in others]
-            return hosts, ('anti-affinity group %s: every destination '
-                           'already has a member' % group.name)
-        together = [h for h in hosts if h in others]
-        if others and not together:
+            best = self._take([h for h in hosts if others[h]
+                               < group.max_per_host], server)
+            return best, '' if best else (
+                'anti-affinity group %s: every destination with room '
+                'already has %d member(s)' % (name, group.max_per_host))
+        if group.policy == 'affinity':
             # Nova's ServerGroupAffinityFilter passes only the hosts of the
-            # group's members: one member cannot move away from the others.
-            return [], ('affinity group %s: its members are on %s, and '
-                        'Nova moves a member only to a host of the group'
-                        % (group.name, ', '.join(sorted(others))))
-        return together or hosts, ('affinity group %s: no room beside its '
-                                   'members' % group.name)
+            # group's members, the moving one's own host included.
+            mine = self.placed.get(server.id)
+            together = [h for h in hosts if others[h] or h == mine]
+            if not together:
+                where = sorted(set(others) | ({mine} if mine else set()))
+                return '', ('affinity group %s: its members are on %s, and '
+                            'Nova moves a member only to a host of the '
+                            'group' % (name, ', '.join(where) or '?'))
+            best = self._take(together, server)
+            return best, '' if best else (
+                'affinity group %s: no room beside its members' % name)
+        fits = [h for h in hosts if self.free[h].fits(
+            *flavor_needs(server))]
+        if not fits:
+            return '', 'no destination has room'
+        if group.policy == 'soft-anti-affinity':
+            fewest = min(others[h] for h in fits)
+            best = self._take([h for h in fits if others[h] == fewest],
+                              server)
+            return best, '' if not fewest else (
+                'soft-anti-affinity group %s: shares %s with %d other '
+                'member(s): every destination with room has one'
+                % (name, best, fewest))
+        most = max(others[h] for h in fits)
+        best = self._take([h for h in fits if others[h] == most], server)
+        away = sorted(h for h in others if h in self.free and h != best)
+        return best, '' if most or not away else (
+            'soft-affinity group %s: no room beside its members on %s'
+            % (name, ', '.join(away)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,6 +347,8 @@ class Draft:
     to_pin: set[str]                  # sources prepare and pin must visit
     speed: Bandwidth
     packer: Packer                    # as booked by the plan
+    #: Each source's [DEFAULT] max_concurrent_live_migrations.
+    limits: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def plan(ctx: common.Context, *, sources: Sequence[str],
@@ -325,10 +375,12 @@ def build(ctx: common.Context, *, sources: Sequence[str],
                  % (speed.bytes_per_second / 1e6, speed.basis))
     found: list[rows.PlanRow] = []
     to_pin: set[str] = set()
+    limits: dict[str, int] = {}
     for source, servers in listed.items():
         with ctx.host(source) as host:
             look = Look(ctx, host, destinations, model=model, flags=flags,
                         ignore_guest_floor=ignore_guest_floor)
+            limits[source] = look.conf.max_live_migrations
             if look.conf.transitioned:
                 to_pin.add(source)
             for server in servers:
@@ -336,21 +388,24 @@ def build(ctx: common.Context, *, sources: Sequence[str],
                                         finalize=finalize))
                 if found[-1].steps.startswith(('pin', 'start')):
                     to_pin.add(source)
-    return Draft(found, to_pin, speed, initial)
+    return Draft(found, to_pin, speed, initial, limits)
 
 
 def server_row(look: Look, server: Any, packer: Packer, speed: Bandwidth, *,
                finalize: str) -> rows.PlanRow:
     source = look.host.name
     kind, steps, why = look.steps(server)
-    destination = ''
+    destination = note = ''
     if not why:
-        destination, why = packer.book(server)
+        destination, note = packer.book(server)
+        why = '' if destination else note
     if why:
         return rows.PlanRow(
             id=server.id, name=server.name or '', host=source,
             status=server.status, result=rows.REFUSED, reason=why,
             source=source)
+    if note:
+        LOG.warning('%s (%s): %s', server.name, server.id, note)
     if kind == LIVE and finalize == 'now':
         steps.append('finalize restart')
     return rows.PlanRow(
@@ -358,5 +413,6 @@ def server_row(look: Look, server: Any, packer: Packer, speed: Bandwidth, *,
         status=server.status,
         result=rows.WOULD_LIVE_MIGRATE if kind == LIVE
         else rows.WOULD_COLD_MIGRATE,
-        source=source, destination=destination, steps=', '.join(steps),
+        reason=note, source=source, destination=destination,
+        steps=', '.join(steps),
         estimate=estimate(server, speed) if kind == LIVE else 0)

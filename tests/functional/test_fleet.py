@@ -16,7 +16,8 @@ sources to two destinations with ``--parallel 2``: one source failing
 rolls it back) while the other completes, then a run killed in the middle
 of a live migration and re-run to the end.
 
-Few servers (one per source) to keep the suite short.
+Few servers (one per source) to keep the suite short.  And the one-member
+affinity group Nova will not live-migrate, refused by plan (about 13 s).
 """
 
 import json
@@ -115,3 +116,28 @@ def test_fleet_plan_run_failure_interruption_rerun(lab_env):
     for host in ('amd-1', 'amd-2'):
         _code, status, _ = cpumigrate(env, 'status', host)
         assert {r['Phase'] for r in status} <= {'finalized'}
+
+
+def test_affinity_group_of_one_refused_as_nova_refuses_it(lab_env):
+    """Nova's ServerGroupAffinityFilter counts the moving member's own host
+    among the group's hosts: a live migration of the only member of an
+    affinity group to a named host is "No valid host".  plan says so
+    before run would try."""
+    env = lab_env
+    group = osc(env, 'server', 'group', 'create', '--policy', 'affinity',
+                'fleet-solo')['id']
+    sid = osc(env, 'server', 'create', '--flavor', 'm1.small', '--image',
+              'cirros', '--nic', 'none', '--availability-zone',
+              'nova:amd-1', '--hint', 'group=%s' % group, '--wait',
+              'fleet-solo-1')['id']
+    nova = run(env, [OPENSTACK, 'server', 'migrate', '--live-migration',
+                     '--host', 'amd-2', '--wait', sid], ok=False)
+    assert nova.returncode == 1 and 'No valid host' in nova.stderr
+    assert where(env, sid) == 'amd-1'
+    code, rows, _err = cpumigrate(env, 'plan', '--source', 'amd-1',
+                                  '--destination', 'amd-2', ok=False)
+    [row] = [r for r in rows if r['ID'] == sid]
+    assert code == 1 and row['Result'] == 'refused'
+    assert row['Reason'] == ('affinity group fleet-solo: its members are on '
+                             'amd-1, and Nova moves a member only to a host '
+                             'of the group')

@@ -101,6 +101,7 @@ class FakeHost:
         self.restored: datetime.datetime | None = None
         self.problem: str | None = None          # ConfState.problem
         self.unrestorable: str | None = None     # restorable_problem()
+        self.max_live_migrations = 1   # [DEFAULT] max_concurrent_...
 
     # -- what the simulation needs ---------------------------------------
 
@@ -125,7 +126,8 @@ class FakeHost:
             path='/etc/nova/nova.conf', sha256='0' * 64, settings=self.file,
             transitioned=self.transitioned, original=self.original,
             backup='/etc/nova/nova.conf.cpumigrate-1' if self.transitioned
-            else None, changed_at=self.changed_at, problem=self.problem)
+            else None, changed_at=self.changed_at, problem=self.problem,
+            max_live_migrations=self.max_live_migrations)
 
     def apply_transition(self, model: str, flags: Sequence[str] = (),
                          dry_run: bool = False) -> host_api.Change:

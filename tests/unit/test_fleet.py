@@ -14,6 +14,8 @@
 sources, in parallel, one source failing while another completes, finalize
 now or later, re-runs, progress text."""
 
+import threading
+import time
 
 import pytest
 
@@ -203,3 +205,106 @@ def test_interrupted_run_stops_each_source_after_its_current_server():
     world.compute.live_migrate_server.side_effect = real
     found = go(world, sources=['intel-1'])
     assert [r.result for r in found] == ['finalized'] * 2
+
+
+def concurrency(world):
+    """Track how many live migrations run at once (each POST holds its
+    place for a moment, as a real migration would)."""
+    real = world.compute.live_migrate_server.side_effect
+    lock = threading.Lock()
+    seen = {'now': 0, 'most': 0}
+
+    def live_migrate(server, **kw):
+        with lock:
+            seen['now'] += 1
+            seen['most'] = max(seen['most'], seen['now'])
+        time.sleep(0.05)
+        try:
+            return real(server, **kw)
+        finally:
+            with lock:
+                seen['now'] -= 1
+    world.compute.live_migrate_server.side_effect = live_migrate
+    return seen
+
+
+@pytest.mark.parametrize('limit,asked,most', [
+    (1, 3, 1),          # Nova's default caps what was asked
+    (2, 3, 2),          # the host's setting caps what was asked
+    (0, 3, 3),          # 0 (Nova's "unlimited"): the operator's choice
+    (4, 1, 1),          # one at a time unless asked
+])
+def test_run_never_exceeds_max_concurrent_live_migrations(limit, asked,
+                                                           most):
+    world = fakes.World()
+    world.boot('intel-1', 4)
+    world.hosts['intel-1'].max_live_migrations = limit
+    seen = concurrency(world)
+    shown = []
+    found = go(world, sources=['intel-1'], per_source=asked,
+               ctx=world.context(progress=shown.append))
+    assert [r.result for r in found] == ['finalized'] * 4
+    assert seen['most'] == most
+    capped = [line for line in shown if 'max_concurrent' in line]
+    assert bool(capped) == (most < asked)
+
+
+def test_run_per_source_stops_starting_after_a_failure():
+    world = fakes.World()
+    world.boot('intel-1', 4)
+    world.hosts['intel-1'].max_live_migrations = 0
+    fail_from(world, 'intel-1')
+    seen = concurrency(world)            # each start takes a moment
+    with pytest.raises(PartialFailure) as exc:
+        go(world, sources=['intel-1'], per_source=2)
+    assert seen['most'] == 2
+    results = sorted(r.result for r in exc.value.results)
+    # the two started together fail; the two after them never start
+    assert results == ['failed', 'failed', 'not-attempted', 'not-attempted']
+    with pytest.raises(WorkflowError, match='--migrations-per-source'):
+        go(world, per_source=0)
+
+
+def test_interrupted_run_rows_name_every_server_in_flight():
+    world = world_of(per_source=2)
+    world.hang_migration = True              # migrations keep running
+    fake_sleep = world.clock.sleep
+    world.clock.sleep = lambda s: time.sleep(0.005) or fake_sleep(s)
+    real = world.compute.live_migrate_server.side_effect
+    started = []
+
+    def live_migrate(server, **kw):
+        started.append(server)
+        real(server, **kw)
+        if len(started) == 2:                # both sources migrating
+            raise KeyboardInterrupt
+    world.compute.live_migrate_server.side_effect = live_migrate
+    with pytest.raises(KeyboardInterrupt) as caught:
+        go(world, parallel=2)
+    found = {(r.source, r.result) for r in caught.value.results}
+    assert found == {('intel-1', 'interrupted'), ('intel-1', 'not-attempted'),
+                     ('intel-2', 'interrupted'), ('intel-2', 'not-attempted')}
+    assert len(caught.value.results) == 4
+    in_flight = caught.value.in_flight
+    for server in started:
+        assert '%s (%s): the live migration' % (server.name, server.id) in (
+            in_flight)
+        assert 'openstack server migration abort %s' % server.id in in_flight
+
+
+def test_interrupted_as_a_migration_ends_says_it_ended():
+    world = world_of(per_source=1)
+    real = world.compute.live_migrate_server.side_effect
+
+    def live_migrate(server, **kw):
+        real(server, **kw)                   # completes at once
+        raise KeyboardInterrupt
+    world.compute.live_migrate_server.side_effect = live_migrate
+    with pytest.raises(KeyboardInterrupt) as caught:
+        go(world, sources=['intel-1'])
+    [row] = caught.value.results
+    assert row.result == 'interrupted'
+    assert 'completed as the run was interrupted' in row.reason
+    assert '"openstack cpumigrate finalize amd-' in row.reason
+    found = go(world, sources=['intel-1'])   # the re-run finalizes it
+    assert [r.result for r in found] == ['finalized']

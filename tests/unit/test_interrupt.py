@@ -18,12 +18,16 @@ import io
 import json
 import os
 import signal
+from unittest import mock
 
 import pytest
 
 from osc_cpumigrate import errors
 from osc_cpumigrate.commands import migrate as migrate_cmd
 from osc_cpumigrate.commands import pin as pin_cmd
+from osc_cpumigrate.commands import run as run_cmd
+from osc_cpumigrate.types import Capacity
+from osc_cpumigrate.workflow import fleet  # noqa: F401 - before time.sleep
 from osc_cpumigrate.workflow import migrate
 from osc_cpumigrate.workflow import pin
 from osc_cpumigrate.workflow import stopkey
@@ -163,3 +167,61 @@ def test_prepare_interrupted_names_the_step():
         'intel-1: interrupted during disable service, write nova.conf, '
         'restart nova-compute; run "openstack cpumigrate prepare intel-1" '
         'again')
+
+
+class TestInterruptedRun(CommandTest):
+    """Ctrl-C or SIGTERM while ``run`` has live migrations under way on
+    two sources: the rows so far, each server in flight named with the
+    commands that follow or abort its migration, exit 130 or 143."""
+
+    def setUp(self):
+        super().setUp()
+        for source in ('intel-1', 'intel-2'):
+            self.world.boot(source, 2, prefix=source)
+        capacity = mock.patch('osc_cpumigrate.cloud.Cloud.capacity',
+                              return_value=Capacity(64, 65536, 1000))
+        capacity.start()
+        self.addCleanup(capacity.stop)
+        self.world.hang_migration = True          # they keep running
+        self.app.stdout = io.StringIO()
+
+    def signal_when_both_migrate(self, signum):
+        real = self.world.compute.live_migrate_server.side_effect
+        started = []
+
+        def live_migrate(server, **kw):
+            started.append(server)
+            real(server, **kw)
+            if len(started) == 2:
+                os.kill(os.getpid(), signum)      # reaches the main thread
+        self.world.compute.live_migrate_server.side_effect = live_migrate
+        return started
+
+    def command(self):
+        return self.run_cmd(run_cmd.RunFleet, [
+            '--source', 'intel-1', '--source', 'intel-2', '--destination',
+            'amd-1', '--destination', 'amd-2', '--parallel', '2',
+            '--auto-approve', '-f', 'json'])
+
+    def check_output(self, started, what):
+        out = json.loads(self.app.stdout.getvalue())
+        self.assertEqual(['interrupted', 'not-attempted'] * 2,
+                         [r['Result'] for r in out])
+        err = self.app.stderr.getvalue()
+        self.assertIn('cpumigrate %s: ' % what, err)
+        for server in started:
+            self.assertIn('openstack server migration abort %s'
+                          % server.id, err)
+
+    def test_sigint_prints_rows_names_migrations_and_raises_for_130(self):
+        started = self.signal_when_both_migrate(signal.SIGINT)
+        cmd, parsed = self.command()
+        self.assertRaises(KeyboardInterrupt, cmd.run, parsed)
+        self.check_output(started, 'interrupted (SIGINT)')
+
+    def test_sigterm_exits_143(self):
+        started = self.signal_when_both_migrate(signal.SIGTERM)
+        cmd, parsed = self.command()
+        exc = self.assertRaises(SystemExit, cmd.run, parsed)
+        self.assertEqual(143, exc.code)
+        self.check_output(started, 'terminated (SIGTERM)')

@@ -91,8 +91,72 @@ def test_plan_affinity_follows_a_member_that_stays():
     world2 = fakes.World()
     near = world2.boot('intel-1', 1, prefix='near')
     group(world2, 'affinity', near + world2.boot('intel-2', 1))
-    with pytest.raises(PartialFailure, match='members are on intel-2'):
+    with pytest.raises(PartialFailure,
+                       match='members are on intel-1, intel-2'):
         make(world2, sources=['intel-1'])
+
+
+def test_plan_affinity_group_of_one_stays_as_nova_would_refuse_it():
+    # Nova's ServerGroupAffinityFilter passes only the group's hosts, the
+    # moving member's own included: a group of one cannot move by a live
+    # migration to a named host.
+    world = fakes.World()
+    alone = world.boot('intel-1', 1, prefix='alone')
+    group(world, 'affinity', alone, 'solo')
+    with pytest.raises(PartialFailure, match='members are on intel-1'):
+        make(world, sources=['intel-1'])
+
+
+def test_plan_anti_affinity_max_server_per_host():
+    world = fakes.World()
+    anti = world.boot('intel-1', 5, prefix='anti')
+    world.groups.append(_server_group.ServerGroup(
+        id='g', name='g', policy='anti-affinity',
+        rules={'max_server_per_host': 2},
+        member_ids=[s.id for s in anti]))
+    with pytest.raises(PartialFailure, match='1 of 5') as exc:
+        make(world, sources=['intel-1'])
+    found = exc.value.results
+    assert sorted(r.destination for r in found if r.destination) == [
+        'amd-1', 'amd-1', 'amd-2', 'amd-2']
+    assert 'already has 2 member(s)' in found[-1].reason
+
+
+def test_plan_soft_anti_affinity_spreads_then_warns(caplog):
+    world = fakes.World()
+    soft = world.boot('intel-1', 3, prefix='soft')
+    world.capacity['amd-1'] = Capacity(64, 65536 * 2, 1000)   # attracts all
+    group(world, 'soft-anti-affinity', soft, 'spread')
+    found = make(world, sources=['intel-1'])        # never refused
+    assert [r.result for r in found] == ['would-live-migrate'] * 3
+    assert sorted(r.destination for r in found[:2]) == ['amd-1', 'amd-2']
+    assert found[0].reason == found[1].reason == ''
+    assert found[2].reason == ('soft-anti-affinity group spread: shares '
+                               'amd-1 with 1 other member(s): every '
+                               'destination with room has one')
+    assert 'soft-anti-affinity group spread' in caplog.text
+
+
+def test_plan_soft_affinity_keeps_members_together_where_room_allows():
+    world = fakes.World()
+    soft = world.boot('intel-1', 3, prefix='soft')
+    world.capacity['amd-2'] = Capacity(64, 65536 * 2, 1000)
+    group(world, 'soft-affinity', soft, 'near')
+    found = make(world, sources=['intel-1'])
+    assert {r.destination for r in found} == {'amd-2'}
+    assert {r.reason for r in found} == {''}
+    # no room beside the members: elsewhere, with a note
+    world = fakes.World(hosts=('intel-1', 'amd-2', 'amd-3'))
+    soft = world.boot('intel-1', 2, prefix='soft')
+    world.capacity['amd-2'] = Capacity(64, 1000, 1000)        # one fits
+    world.capacity['amd-3'] = Capacity(64, 900, 1000)         # one fits
+    group(world, 'soft-affinity', soft, 'near')
+    found = plan.plan(world.context(), sources=['intel-1'],
+                      destinations=['amd-2', 'amd-3'])
+    assert [r.destination for r in found] == ['amd-2', 'amd-3']
+    assert [r.result for r in found] == ['would-live-migrate'] * 2
+    assert found[1].reason == ('soft-affinity group near: no room beside '
+                               'its members on amd-2')
 
 
 def test_plan_refusals_use_the_verbs_guards():

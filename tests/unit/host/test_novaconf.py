@@ -390,3 +390,15 @@ def test_restore_from_marker_needs_the_lines():
     assert novaconf.marker_original(old_style) is None
     with pytest.raises(novaconf.NovaConfError, match='no original CPU'):
         novaconf.restore_from_marker(old_style)
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('[DEFAULT]\nhost = a\n', 1),                         # Nova's default
+    ('[DEFAULT]\nmax_concurrent_live_migrations = 3\n', 3),
+    ('[DEFAULT]\nmax_concurrent_live_migrations = 2\n'
+     '[DEFAULT]\nmax_concurrent_live_migrations = 0\n', 0),  # last wins
+    ('[compute]\nmax_concurrent_live_migrations = 4\n', 1),  # not there
+    ('[DEFAULT]\nmax_concurrent_live_migrations = many\n', 1),
+])
+def test_max_live_migrations(text, expected):
+    assert novaconf.max_live_migrations(text) == expected
