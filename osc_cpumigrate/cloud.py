@@ -16,6 +16,21 @@ Thin over openstacksdk's compute and placement proxies.  Every wait goes
 through :func:`osc_cpumigrate.poll.wait_for` (modelled on openstacksdk's
 ``wait_for_status``) with this gateway's interval, clock and sleep, which
 unit tests inject so they never wait.
+
+A cloud API misbehaves during a run of hours: a load balancer restarts
+(503), a worker wedges (no answer), a connection drops.  So every HTTP
+request has a timeout (``api_timeout``, on the keystoneauth session that
+OSC made and the SDK connection shares: OSC itself sets none), and every
+*read* goes through :meth:`Cloud.read`, tried again with backoff for
+``retry_time`` seconds (:func:`osc_cpumigrate.poll.retry`).  keystoneauth's
+own ``connect_retries`` and ``status_code_retries`` are left at 0: they
+apply to every method of an adapter, and an action (stop, start, migrate)
+that got no answer may have happened; repeating it blindly is not safe.
+The workflow decides what an unanswered action means (it looks at the
+server).  A wait treats the same transient errors as "nothing seen this
+time" until its own deadline.  keystoneauth signs in again with the
+password when the token expires (or a request meets a 401); a refusal then
+is not transient.
 """
 
 from __future__ import annotations
@@ -47,7 +62,39 @@ MIGRATION_FAILED = ('error', 'failed', 'cancelled', 'aborted')
 #: can take an hour, and a dropped keep-alive connection or a restarting API
 #: worker must not end the run with the operator unsure where things stand.
 TRANSIENT_HTTP = (502, 503, 504)
-READ_RETRIES = 5
+
+
+def transient(exc: Exception) -> bool:
+    """An API error after which the same read may well succeed: no
+    connection, no answer in time, or a 502/503/504 (a proxy or load
+    balancer without a backend).  A TLS failure is not one."""
+    if isinstance(exc, ks_exc.SSLError):
+        return False
+    if isinstance(exc, ks_exc.ConnectionError):
+        return True
+    return (isinstance(exc, sdk_exc.HttpException)
+            and getattr(exc, 'status_code', None) in TRANSIENT_HTTP)
+
+
+def unanswered(exc: Exception) -> bool:
+    """An action that met this may have happened all the same: the request
+    went out (or may have) and no verdict came back (a timeout, a dropped
+    connection, a gateway's 502/504).  A 503 is a proxy without a backend:
+    the action did not reach Nova."""
+    if isinstance(exc, ks_exc.SSLError):
+        return False
+    if isinstance(exc, ks_exc.ConnectionError):
+        return True
+    return (isinstance(exc, sdk_exc.HttpException)
+            and getattr(exc, 'status_code', None) in (502, 504))
+
+
+def materialise(result: Any) -> Any:
+    """A listing's generator as a list (its pages are read now, inside the
+    retry), anything else as it is."""
+    if not isinstance(result, (dict, str)) and hasattr(result, '__next__'):
+        return list(result)
+    return result
 
 
 def parse_time(value: str | None) -> datetime.datetime | None:
@@ -68,13 +115,28 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+def set_timeout(conn: Any, seconds: float) -> None:
+    """Every HTTP request of the connection (Keystone's included) waits at
+    most ``seconds`` for a connection and for each read of the answer.
+
+    OSC builds the keystoneauth session with no timeout (it sets
+    ``api_timeout`` to None, whatever clouds.yaml says), and the SDK
+    connection it hands the plugin shares that session; keystoneauth reads
+    ``Session.timeout`` on each request."""
+    session = getattr(conn, 'session', None)
+    if session is not None:
+        session.timeout = float(seconds)
+
+
 class Cloud:
     """Nova (and Placement) as the workflow needs them."""
 
     def __init__(self, conn: Any, *, interval: float = 2.0,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
-                 recorder: audit.Recorder | None = None) -> None:
+                 recorder: audit.Recorder | None = None,
+                 api_timeout: float | None = None,
+                 retry_time: float = 180.0) -> None:
         self.conn = conn
         #: Every change below is one line of the audit trail.
         self.audit = recorder or audit.NULL
@@ -82,6 +144,10 @@ class Cloud:
         self.interval = interval
         self.sleep = sleep
         self.clock = clock
+        #: How long a read is tried again after transient errors.
+        self.retry_time = retry_time
+        if api_timeout is not None:
+            set_timeout(conn, api_timeout)
 
     @property
     def placement(self) -> Any:
@@ -90,30 +156,16 @@ class Cloud:
 
     def wait(self, fetch: Callable[[], Any], **kwargs: Any) -> Any:
         """:func:`osc_cpumigrate.poll.wait_for` at this gateway's interval,
-        clock and sleep."""
+        clock and sleep; transient API errors do not end it."""
         return poll.wait_for(fetch, interval=self.interval, clock=self.clock,
-                             sleep=self.sleep, **kwargs)
+                             sleep=self.sleep, transient=transient, **kwargs)
 
     def read(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """A read-only API call (a list is materialised), retried on
-        connection errors and 502/503/504."""
-        for attempt in range(READ_RETRIES + 1):
-            try:
-                result = call(*args, **kwargs)
-                if not isinstance(result, (dict, str)) and hasattr(
-                        result, '__next__'):
-                    result = list(result)
-                return result
-            except (ks_exc.ConnectionError, sdk_exc.HttpException) as exc:
-                status = getattr(exc, 'status_code', None)
-                if (isinstance(exc, sdk_exc.HttpException)
-                        and status not in TRANSIENT_HTTP) \
-                        or attempt == READ_RETRIES:
-                    raise
-                LOG.warning('retrying after a transient API error: %s',
-                            str(exc).splitlines()[0] if str(exc) else exc)
-                self.sleep(self.interval)
-        raise AssertionError('unreachable')
+        """A read-only API call (a list is materialised), tried again after
+        transient errors for ``retry_time`` seconds, with backoff."""
+        return poll.retry(lambda: materialise(call(*args, **kwargs)),
+                          transient=transient, budget=self.retry_time,
+                          clock=self.clock, sleep=self.sleep)
 
     # -- compute services -------------------------------------------------
 
@@ -427,8 +479,8 @@ class Cloud:
                 details = hyp.service_details or {}
                 if details.get('host') == host and hyp.name not in names:
                     names.insert(0, hyp.name)
-        except (sdk_exc.HttpException, ks_exc.ConnectionError):
-            pass
+        except sdk_exc.NotFoundException:
+            pass            # Nova's answer when no hypervisor name matches
         return names
 
     def resource_provider(self, host: str) -> Any:
@@ -454,6 +506,8 @@ class Cloud:
             return dict(self.read(fetch, provider).usages or {})
         response = self.read(self.placement.get, '/resource_providers/%s/'
                              'usages' % provider.id)
+        # the raw GET does not raise: a Placement error is an error
+        sdk_exc.raise_from_response(response)
         return dict(response.json()['usages'])
 
     def capacity(self, host: str) -> Capacity:
