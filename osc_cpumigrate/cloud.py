@@ -49,6 +49,7 @@ from openstack import utils as sdk_utils
 
 from osc_cpumigrate import audit
 from osc_cpumigrate import poll
+from osc_cpumigrate.errors import describe
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.types import Capacity
 
@@ -165,7 +166,8 @@ class Cloud:
         transient errors for ``retry_time`` seconds, with backoff."""
         return poll.retry(lambda: materialise(call(*args, **kwargs)),
                           transient=transient, budget=self.retry_time,
-                          clock=self.clock, sleep=self.sleep)
+                          describe=describe, clock=self.clock,
+                          sleep=self.sleep)
 
     # -- compute services -------------------------------------------------
 

@@ -104,6 +104,7 @@ def one_line(exc: BaseException) -> str:
 
 def retry(call: Callable[[], T], *, transient: Callable[[Exception], bool],
           budget: float, what: str = 'the cloud API',
+          describe: Callable[[Exception], str] = one_line,
           clock: Clock = time.monotonic,
           sleep: Sleep = time.sleep) -> T:
     """``call()``, tried again after transient errors with exponential
@@ -122,7 +123,7 @@ def retry(call: Callable[[], T], *, transient: Callable[[Exception], bool],
                 raise
             pause = min(delay, deadline - now)
             LOG.warning('%s: %s; trying again in %.0f s', what,
-                        one_line(exc), pause)
+                        describe(exc), pause)
             sleep(pause)
             delay = min(delay * 2, MAX_DELAY)
 
