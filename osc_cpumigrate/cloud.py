@@ -169,6 +169,12 @@ class Cloud:
                           describe=describe, clock=self.clock,
                           sleep=self.sleep)
 
+    def update(self, change: Callable[[], Any]) -> Any:
+        """An idempotent change (PUT a service's status, set or delete a
+        metadata key): sending it twice ends the same as once, so it is
+        tried again as a read is.  Never for an action."""
+        return self.read(change)
+
     # -- compute services -------------------------------------------------
 
     def compute_service(self, host: str) -> Any:
@@ -185,14 +191,14 @@ class Cloud:
     def disable_service(self, service: Any, reason: str) -> Any:
         with self.audit.action('service-disabled', host=service.host,
                                reason=reason):
-            return self.compute.disable_service(
+            return self.update(lambda: self.compute.disable_service(
                 service, host=service.host, binary=COMPUTE_BINARY,
-                disabled_reason=reason)
+                disabled_reason=reason))
 
     def enable_service(self, service: Any) -> Any:
         with self.audit.action('service-enabled', host=service.host):
-            return self.compute.enable_service(
-                service, host=service.host, binary=COMPUTE_BINARY)
+            return self.update(lambda: self.compute.enable_service(
+                service, host=service.host, binary=COMPUTE_BINARY))
 
     def wait_service_up(self, host: str, baseline: str | None,
                         timeout: float) -> Any:
@@ -318,12 +324,23 @@ class Cloud:
     def set_metadata(self, server: Any, **items: str) -> None:
         with self.audit.action('server-metadata-set', metadata=items,
                                **audit.server_fields(server)):
-            self.compute.set_server_metadata(server, **items)
+            self.update(lambda: self.compute.set_server_metadata(
+                server, **items))
 
     def delete_metadata(self, server: Any, keys: list[str]) -> None:
         with self.audit.action('server-metadata-deleted', keys=list(keys),
                                **audit.server_fields(server)):
-            self.compute.delete_server_metadata(server, keys)
+            self.update(lambda: self.delete_keys(server, keys))
+
+    def delete_keys(self, server: Any, keys: list[str]) -> None:
+        """Delete metadata keys; a key already gone (an earlier try that
+        got no answer removed it) is deleted."""
+        for key in keys:
+            try:
+                self.compute.delete_server_metadata(server, [key])
+            except sdk_exc.NotFoundException:
+                if self.read(self.compute.get_server, server) is None:
+                    raise
 
     def image_properties(self, server: Any) -> dict[str, str]:
         """The properties of the image a server was booted from ({} for a

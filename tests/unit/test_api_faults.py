@@ -306,3 +306,22 @@ def test_api_settings_from_the_environment_and_clouds_yaml():
     assert (values['api_timeout'], values['api_retry_time']) == (15.0, 600.0)
     with pytest.raises(settings.SettingsError, match='api_timeout'):
         settings.resolve(args, {'cpumigrate': {'api_timeout': 0}}, {})
+
+
+def test_idempotent_changes_are_tried_again_actions_are_not():
+    world = fakes.World()
+    [server] = world.boot('intel-1')
+    cloud = world.context().cloud
+    service = world.services['intel-1']
+    real = world.compute.disable_service.side_effect
+    world.compute.disable_service.side_effect = [http(503), real]
+    cloud.disable_service(service, 'cpumigrate')
+    assert world.compute.disable_service.call_count == 2
+    world.compute.stop_server.side_effect = http(503)
+    with pytest.raises(sdk_exc.HttpException):
+        cloud.stop(server)
+    assert world.compute.stop_server.call_count == 1
+    # a key an unanswered first try already removed is removed
+    world.compute.delete_server_metadata.side_effect = [
+        ks_exc.ConnectTimeout('t'), sdk_exc.NotFoundException()]
+    cloud.delete_metadata(server, ['cpumigrate:stopped'])
