@@ -325,6 +325,8 @@ def test_pin_through_owner_key_deleted_backup_and_api_stall(lab):
     labctl(lab.env, 'fault', 'cloud', 'api-stall', '8')
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
+    # the stall met requests: 3 s timeouts, tried again or waited on
+    assert 'trying again' in err or 'no answer to the' in err, err
     rows = {r['ID']: r for r in json.loads(out)}
     assert rows[lab.mine]['Result'] == 'pinned'
     assert rows[lab.owned]['Result'] == 'skipped'
