@@ -65,29 +65,31 @@ MIGRATION_FAILED = ('error', 'failed', 'cancelled', 'aborted')
 TRANSIENT_HTTP = (502, 503, 504)
 
 
+def no_verdict(exc: Exception) -> bool:
+    """No answer came: a refused, dropped or timed-out connection (a TLS
+    failure is a configuration error, not one of these)."""
+    return (isinstance(exc, ks_exc.ConnectionError)
+            and not isinstance(exc, ks_exc.SSLError))
+
+
+def status_in(exc: Exception, codes: tuple[int, ...]) -> bool:
+    return (isinstance(exc, sdk_exc.HttpException)
+            and getattr(exc, 'status_code', None) in codes)
+
+
 def transient(exc: Exception) -> bool:
     """An API error after which the same read may well succeed: no
-    connection, no answer in time, or a 502/503/504 (a proxy or load
-    balancer without a backend).  A TLS failure is not one."""
-    if isinstance(exc, ks_exc.SSLError):
-        return False
-    if isinstance(exc, ks_exc.ConnectionError):
-        return True
-    return (isinstance(exc, sdk_exc.HttpException)
-            and getattr(exc, 'status_code', None) in TRANSIENT_HTTP)
+    answer, or a 502/503/504 (a proxy or load balancer without a working
+    backend)."""
+    return no_verdict(exc) or status_in(exc, TRANSIENT_HTTP)
 
 
 def unanswered(exc: Exception) -> bool:
     """An action that met this may have happened all the same: the request
-    went out (or may have) and no verdict came back (a timeout, a dropped
-    connection, a gateway's 502/504).  A 503 is a proxy without a backend:
-    the action did not reach Nova."""
-    if isinstance(exc, ks_exc.SSLError):
-        return False
-    if isinstance(exc, ks_exc.ConnectionError):
-        return True
-    return (isinstance(exc, sdk_exc.HttpException)
-            and getattr(exc, 'status_code', None) in (502, 504))
+    went out (or may have) and no verdict came back (no answer, or a
+    gateway's 502/504).  A 503 is a proxy without a backend: the action did
+    not reach Nova."""
+    return no_verdict(exc) or status_in(exc, (502, 504))
 
 
 def materialise(result: Any) -> Any:
@@ -334,13 +336,12 @@ class Cloud:
 
     def delete_keys(self, server: Any, keys: list[str]) -> None:
         """Delete metadata keys; a key already gone (an earlier try that
-        got no answer removed it) is deleted."""
+        got no answer removed it) is deleted, a server gone is an error."""
         for key in keys:
             try:
                 self.compute.delete_server_metadata(server, [key])
             except sdk_exc.NotFoundException:
-                if self.read(self.compute.get_server, server) is None:
-                    raise
+                self.read(self.compute.get_server, server)
 
     def image_properties(self, server: Any) -> dict[str, str]:
         """The properties of the image a server was booted from ({} for a
