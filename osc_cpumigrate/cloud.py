@@ -16,6 +16,21 @@ Thin over openstacksdk's compute and placement proxies.  Every wait goes
 through :func:`osc_cpumigrate.poll.wait_for` (modelled on openstacksdk's
 ``wait_for_status``) with this gateway's interval, clock and sleep, which
 unit tests inject so they never wait.
+
+A cloud API misbehaves during a run of hours: a load balancer restarts
+(503), a worker wedges (no answer), a connection drops.  So every HTTP
+request has a timeout (``api_timeout``, on the keystoneauth session that
+OSC made and the SDK connection shares: OSC itself sets none), and every
+*read* goes through :meth:`Cloud.read`, tried again with backoff for
+``retry_time`` seconds (:func:`osc_cpumigrate.poll.retry`).  keystoneauth's
+own ``connect_retries`` and ``status_code_retries`` are left at 0: they
+apply to every method of an adapter, and an action (stop, start, migrate)
+that got no answer may have happened; repeating it blindly is not safe.
+The workflow decides what an unanswered action means (it looks at the
+server).  A wait treats the same transient errors as "nothing seen this
+time" until its own deadline.  keystoneauth signs in again with the
+password when the token expires (or a request meets a 401); a refusal then
+is not transient.
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ from openstack import utils as sdk_utils
 
 from osc_cpumigrate import audit
 from osc_cpumigrate import poll
+from osc_cpumigrate.errors import describe
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.types import Capacity
 
@@ -47,7 +63,41 @@ MIGRATION_FAILED = ('error', 'failed', 'cancelled', 'aborted')
 #: can take an hour, and a dropped keep-alive connection or a restarting API
 #: worker must not end the run with the operator unsure where things stand.
 TRANSIENT_HTTP = (502, 503, 504)
-READ_RETRIES = 5
+
+
+def no_verdict(exc: Exception) -> bool:
+    """No answer came: a refused, dropped or timed-out connection (a TLS
+    failure is a configuration error, not one of these)."""
+    return (isinstance(exc, ks_exc.ConnectionError)
+            and not isinstance(exc, ks_exc.SSLError))
+
+
+def status_in(exc: Exception, codes: tuple[int, ...]) -> bool:
+    return (isinstance(exc, sdk_exc.HttpException)
+            and getattr(exc, 'status_code', None) in codes)
+
+
+def transient(exc: Exception) -> bool:
+    """An API error after which the same read may well succeed: no
+    answer, or a 502/503/504 (a proxy or load balancer without a working
+    backend)."""
+    return no_verdict(exc) or status_in(exc, TRANSIENT_HTTP)
+
+
+def unanswered(exc: Exception) -> bool:
+    """An action that met this may have happened all the same: the request
+    went out (or may have) and no verdict came back (no answer, or a
+    gateway's 502/504).  A 503 is a proxy without a backend: the action did
+    not reach Nova."""
+    return no_verdict(exc) or status_in(exc, (502, 504))
+
+
+def materialise(result: Any) -> Any:
+    """A listing's generator as a list (its pages are read now, inside the
+    retry), anything else as it is."""
+    if not isinstance(result, (dict, str)) and hasattr(result, '__next__'):
+        return list(result)
+    return result
 
 
 def parse_time(value: str | None) -> datetime.datetime | None:
@@ -68,13 +118,28 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+def set_timeout(conn: Any, seconds: float) -> None:
+    """Every HTTP request of the connection (Keystone's included) waits at
+    most ``seconds`` for a connection and for each read of the answer.
+
+    OSC builds the keystoneauth session with no timeout (it sets
+    ``api_timeout`` to None, whatever clouds.yaml says), and the SDK
+    connection it hands the plugin shares that session; keystoneauth reads
+    ``Session.timeout`` on each request."""
+    session = getattr(conn, 'session', None)
+    if session is not None:
+        session.timeout = float(seconds)
+
+
 class Cloud:
     """Nova (and Placement) as the workflow needs them."""
 
     def __init__(self, conn: Any, *, interval: float = 2.0,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
-                 recorder: audit.Recorder | None = None) -> None:
+                 recorder: audit.Recorder | None = None,
+                 api_timeout: float | None = None,
+                 retry_time: float = 180.0) -> None:
         self.conn = conn
         #: Every change below is one line of the audit trail.
         self.audit = recorder or audit.NULL
@@ -82,6 +147,10 @@ class Cloud:
         self.interval = interval
         self.sleep = sleep
         self.clock = clock
+        #: How long a read is tried again after transient errors.
+        self.retry_time = retry_time
+        if api_timeout is not None:
+            set_timeout(conn, api_timeout)
 
     @property
     def placement(self) -> Any:
@@ -90,31 +159,25 @@ class Cloud:
 
     def wait(self, fetch: Callable[[], Any], **kwargs: Any) -> Any:
         """:func:`osc_cpumigrate.poll.wait_for` at this gateway's interval
-        (unless the caller paces itself), clock and sleep."""
+        (unless the caller paces itself), clock and sleep; transient API
+        errors do not end it."""
         kwargs.setdefault('interval', self.interval)
         return poll.wait_for(fetch, clock=self.clock, sleep=self.sleep,
-                             **kwargs)
+                             transient=transient, **kwargs)
 
     def read(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """A read-only API call (a list is materialised), retried on
-        connection errors and 502/503/504."""
-        for attempt in range(READ_RETRIES + 1):
-            try:
-                result = call(*args, **kwargs)
-                if not isinstance(result, (dict, str)) and hasattr(
-                        result, '__next__'):
-                    result = list(result)
-                return result
-            except (ks_exc.ConnectionError, sdk_exc.HttpException) as exc:
-                status = getattr(exc, 'status_code', None)
-                if (isinstance(exc, sdk_exc.HttpException)
-                        and status not in TRANSIENT_HTTP) \
-                        or attempt == READ_RETRIES:
-                    raise
-                LOG.warning('retrying after a transient API error: %s',
-                            str(exc).splitlines()[0] if str(exc) else exc)
-                self.sleep(self.interval)
-        raise AssertionError('unreachable')
+        """A read-only API call (a list is materialised), tried again after
+        transient errors for ``retry_time`` seconds, with backoff."""
+        return poll.retry(lambda: materialise(call(*args, **kwargs)),
+                          transient=transient, budget=self.retry_time,
+                          describe=describe, clock=self.clock,
+                          sleep=self.sleep)
+
+    def update(self, change: Callable[[], Any]) -> Any:
+        """An idempotent change (PUT a service's status, set or delete a
+        metadata key): sending it twice ends the same as once, so it is
+        tried again as a read is.  Never for an action."""
+        return self.read(change)
 
     # -- compute services -------------------------------------------------
 
@@ -132,14 +195,14 @@ class Cloud:
     def disable_service(self, service: Any, reason: str) -> Any:
         with self.audit.action('service-disabled', host=service.host,
                                reason=reason):
-            return self.compute.disable_service(
+            return self.update(lambda: self.compute.disable_service(
                 service, host=service.host, binary=COMPUTE_BINARY,
-                disabled_reason=reason)
+                disabled_reason=reason))
 
     def enable_service(self, service: Any) -> Any:
         with self.audit.action('service-enabled', host=service.host):
-            return self.compute.enable_service(
-                service, host=service.host, binary=COMPUTE_BINARY)
+            return self.update(lambda: self.compute.enable_service(
+                service, host=service.host, binary=COMPUTE_BINARY))
 
     def wait_service_up(self, host: str, baseline: str | None,
                         timeout: float) -> Any:
@@ -265,12 +328,22 @@ class Cloud:
     def set_metadata(self, server: Any, **items: str) -> None:
         with self.audit.action('server-metadata-set', metadata=items,
                                **audit.server_fields(server)):
-            self.compute.set_server_metadata(server, **items)
+            self.update(lambda: self.compute.set_server_metadata(
+                server, **items))
 
     def delete_metadata(self, server: Any, keys: list[str]) -> None:
         with self.audit.action('server-metadata-deleted', keys=list(keys),
                                **audit.server_fields(server)):
-            self.compute.delete_server_metadata(server, keys)
+            self.update(lambda: self.delete_keys(server, keys))
+
+    def delete_keys(self, server: Any, keys: list[str]) -> None:
+        """Delete metadata keys; a key already gone (an earlier try that
+        got no answer removed it) is deleted, a server gone is an error."""
+        for key in keys:
+            try:
+                self.compute.delete_server_metadata(server, [key])
+            except sdk_exc.NotFoundException:
+                self.read(self.compute.get_server, server)
 
     def image_properties(self, server: Any) -> dict[str, str]:
         """The properties of the image a server was booted from ({} for a
@@ -428,8 +501,8 @@ class Cloud:
                 details = hyp.service_details or {}
                 if details.get('host') == host and hyp.name not in names:
                     names.insert(0, hyp.name)
-        except (sdk_exc.HttpException, ks_exc.ConnectionError):
-            pass
+        except sdk_exc.NotFoundException:
+            pass            # Nova's answer when no hypervisor name matches
         return names
 
     def resource_provider(self, host: str) -> Any:
@@ -455,6 +528,8 @@ class Cloud:
             return dict(self.read(fetch, provider).usages or {})
         response = self.read(self.placement.get, '/resource_providers/%s/'
                              'usages' % provider.id)
+        # the raw GET does not raise: a Placement error is an error
+        sdk_exc.raise_from_response(response)
         return dict(response.json()['usages'])
 
     def capacity(self, host: str) -> Capacity:

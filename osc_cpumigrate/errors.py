@@ -107,6 +107,32 @@ def report_interruption(cmd: Any, parsed_args: Any,
     cmd.app.stderr.flush()
 
 
+#: What a 401 means in the middle of a run: keystoneauth signs in again
+#: with the password when the token expires, so a refusal is the
+#: credentials' (or the user's, or the project's) end, not the token's.
+AUTH_REFUSED = ('Keystone refused cpumigrate\'s credentials (HTTP 401: a '
+                'wrong or changed password, or a disabled user or project), '
+                'so no token could be had or renewed: %s')
+
+
+def auth_message(exc: Exception) -> str:
+    """One line for a refused sign-in (``keystoneauth1`` ``Unauthorized``,
+    or an SDK HTTP 401)."""
+    detail = (getattr(exc, 'details', None) or str(exc)).strip()
+    return AUTH_REFUSED % (detail.splitlines()[0] if detail
+                           else exc.__class__.__name__)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for any failure of the cloud API (or a workflow error)."""
+    if isinstance(exc, ks_exc.Unauthorized):
+        return auth_message(exc)
+    if isinstance(exc, sdk_exc.HttpException):
+        return http_message(exc)
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
 def http_message(exc: sdk_exc.HttpException) -> str:
     """One line from an SDK HTTP error, naming what the operator must fix."""
     status = getattr(exc, 'status_code', None)
@@ -117,7 +143,7 @@ def http_message(exc: sdk_exc.HttpException) -> str:
                 'an admin token (compute services, all projects\' servers and '
                 'migrations are admin APIs): %s' % detail)
     if status == 401:
-        return 'authentication failed (HTTP 401): %s' % detail
+        return auth_message(exc)
     if status:
         return 'HTTP %s: %s' % (status, detail)
     return detail
@@ -156,10 +182,12 @@ def translate_errors(func: F) -> F:
             raise osc_exc.CommandError(str(exc)) from exc
         except sdk_exc.SDKException as exc:
             raise osc_exc.CommandError(str(exc).splitlines()[0]) from exc
+        except ks_exc.Unauthorized as exc:
+            raise osc_exc.CommandError(auth_message(exc)) from exc
         except ks_exc.ClientException as exc:
-            # connection failures and the like, outside any retry
-            raise osc_exc.CommandError('cloud API: %s' % (
-                str(exc).splitlines()[0] if str(exc) else exc)) from exc
+            # connection failures and the like, after the retries
+            raise osc_exc.CommandError('cloud API: %s' % describe(
+                exc)) from exc
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -35,7 +35,19 @@ one generator owns time and the waiter owns the states:
     ``failed(value)`` returns (a non-empty string), and calls
     ``progress(value, elapsed)`` after every attempt that neither ended nor
     failed.  ``message`` may be a string or a function of the last value, so
-    the timeout says where things stood.
+    the timeout says where things stood.  ``transient(exc)`` (optional)
+    names the errors of ``fetch`` after which the wait goes on: a cloud API
+    that answers 503, or nothing, for a while does not end a wait (a
+    migration being followed goes on in Nova meanwhile); the deadline still
+    holds, and its message then says what the last look met.
+
+:func:`retry`
+    owns the time of one read: it calls ``call()`` again after each error
+    that ``transient(exc)`` accepts, sleeping 1, 2, 4... seconds (at most
+    :data:`MAX_DELAY`) between tries, until ``budget`` seconds have passed
+    since the first error; then the last error goes up.  Only for reads:
+    an action that got no answer may have happened (see the README, "A
+    cloud API that misbehaves").
 
 ``interval`` is seconds, or (for :func:`wait_for`) a function of the last
 value giving the next pause: a live migration is looked at every few
@@ -53,13 +65,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterator
+import logging
 import time
 from typing import TypeVar
 
 from osc_cpumigrate.errors import Timeout
 from osc_cpumigrate.errors import WorkflowError
 
+LOG = logging.getLogger(__name__)
+
 T = TypeVar('T')
+#: The first pause of :func:`retry`; each next one is twice as long...
+FIRST_DELAY = 1.0
+#: ...up to this.
+MAX_DELAY = 30.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -84,6 +103,41 @@ def iterate_timeout(timeout: float | None,
         sleep(interval() if callable(interval) else interval)
 
 
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def retry(call: Callable[[], T], *, transient: Callable[[Exception], bool],
+          budget: float, what: str = 'the cloud API',
+          describe: Callable[[Exception], str] = one_line,
+          clock: Clock = time.monotonic,
+          sleep: Sleep = time.sleep) -> T:
+    """``call()``, tried again after transient errors with exponential
+    backoff for ``budget`` seconds from the first error (the module
+    docstring)."""
+    delay, deadline = FIRST_DELAY, None
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            now = clock()
+            deadline = now + budget if deadline is None else deadline
+            if now >= deadline:
+                raise
+            pause = min(delay, deadline - now)
+            LOG.warning('%s: %s; trying again in %.0f s', what,
+                        describe(exc), pause)
+            sleep(pause)
+            delay = min(delay * 2, MAX_DELAY)
+
+
+#: the pause of a paced wait before it has seen a value
+FIRST_PAUSE = 2.0
+
+
 def wait_for(fetch: Callable[[], T], *,
              done: Callable[[T], bool],
              failed: Callable[[T], str | None] | None = None,
@@ -92,26 +146,43 @@ def wait_for(fetch: Callable[[], T], *,
              message: str | Callable[[T], str],
              clock: Clock = time.monotonic,
              sleep: Sleep = time.sleep,
-             progress: Callable[[T, float], None] | None = None) -> T:
+             progress: Callable[[T, float], None] | None = None,
+             transient: Callable[[Exception], bool] | None = None) -> T:
     """Poll ``fetch()`` until ``done(value)``; see the module docstring.
 
     Raises :class:`WorkflowError` with ``failed(value)``'s reason, or
     :class:`Timeout` with ``message`` once ``timeout`` seconds have passed.
     """
     last: list[T] = []
+    error: list[Exception] = []
 
     def timeout_message() -> str:
-        if callable(message):
-            return message(last[-1])
-        return message
+        if not last:
+            text = message if isinstance(message, str) else (
+                'no answer from the cloud API')
+        else:
+            text = message(last[-1]) if callable(message) else message
+        if error:
+            text += ' (the last look at the cloud failed: %s)' % one_line(
+                error[-1])
+        return text
 
-    pause = ((lambda: interval(last[-1])) if callable(interval)
-             else interval)
+    # a paced caller is asked about the last value seen; before any (the
+    # first look failed) it gets the usual pause
+    pause = ((lambda: interval(last[-1]) if last else FIRST_PAUSE)
+             if callable(interval) else interval)
     for elapsed in iterate_timeout(timeout, timeout_message,
                                    interval=pause, clock=clock,
                                    sleep=sleep):
-        value = fetch()
-        last[:] = [value]
+        try:
+            value = fetch()
+        except Exception as exc:
+            if transient is None or not transient(exc):
+                raise
+            LOG.warning('still waiting: %s', one_line(exc))
+            error[:] = [exc]
+            continue
+        last[:], error[:] = [value], []
         if done(value):
             return value
         reason = failed(value) if failed is not None else None

@@ -268,6 +268,23 @@ def add_host_options(parser: argparse.ArgumentParser, *,
              'Append a JSON line per change made to this file (default: '
              '$XDG_STATE_HOME/osc-cpumigrate/audit.log, i.e. '
              '~/.local/state/osc-cpumigrate/audit.log)')
+    add_api_options(parser)
+
+
+def add_api_options(parser: argparse.ArgumentParser) -> None:
+    """How long the cloud's API may take, and how long a read of it is
+    tried again (every verb talks to the API)."""
+    api = parser.add_argument_group(
+        'cloud API options',
+        'How long cpumigrate waits for Nova, Placement and Keystone.  Reads '
+        'are tried again; actions (stop, start, migrate...) never are.')
+    _setting(api, 'api_timeout', '<seconds>',
+             'Longest wait for a connection to or an answer from the cloud '
+             'API, per HTTP request (default: 60)')
+    _setting(api, 'api_retry_time', '<seconds>',
+             'How long a read of the cloud API is tried again, with '
+             'backoff, after a timeout, a refused connection or an HTTP '
+             '502/503/504 (default: 180)')
 
 
 def host_options(parsed_args: argparse.Namespace,
@@ -333,7 +350,9 @@ def context(cmd: Any, parsed_args: argparse.Namespace) -> Any:
     conn = cmd.app.client_manager.cpumigrate.sdk_connection
     recorder = recorder_of(cmd, values['audit_log'], conn)
     return Context(
-        cloud=Cloud(conn, recorder=recorder),
+        cloud=Cloud(conn, recorder=recorder,
+                    api_timeout=values['api_timeout'],
+                    retry_time=values['api_retry_time']),
         host_options=host_options(parsed_args, values),
         audit=recorder,
         break_lock=getattr(parsed_args, 'break_lock', False),

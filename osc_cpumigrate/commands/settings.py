@@ -139,6 +139,8 @@ SETTINGS = (
     Setting('nova_conf', absolute_path, None),
     Setting('restart_command', text, None),
     Setting('service_timeout', seconds, 180.0),
+    Setting('api_timeout', seconds, 60.0),
+    Setting('api_retry_time', seconds, 180.0),
     # None: audit.default_path() (XDG state directory)
     Setting('audit_log', path, None),
 )

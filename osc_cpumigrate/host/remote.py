@@ -175,7 +175,11 @@ stage() {
   tmp=$(mktemp -- "$(dirname -- "$lock")/.cpumigrate-lock-XXXXXX") ||
       { printf 'cpumigrate: cannot create a file next to %s\n' "$lock" >&2;
         exit 10; }
-  printf '%s\n' "$content" > "$tmp"
+  # a full file system leaves an empty file: never an unreadable lock
+  printf '%s\n' "$content" > "$tmp" ||
+      { rm -f -- "$tmp";
+        printf 'cpumigrate: cannot write a file next to %s\n' "$lock" >&2;
+        exit 10; }
 }
 case $op in
 take)

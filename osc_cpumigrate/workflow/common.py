@@ -38,7 +38,7 @@ from osc_cpumigrate import audit as audit_log
 from osc_cpumigrate.choices import RESTART_METHODS
 from osc_cpumigrate.cloud import Cloud
 from osc_cpumigrate.cloud import flavor_needs
-from osc_cpumigrate.errors import http_message
+from osc_cpumigrate.errors import describe
 from osc_cpumigrate.errors import PartialFailure
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
@@ -62,10 +62,7 @@ BUSY = ('BUILD', 'REBOOT', 'HARD_REBOOT', 'MIGRATING', 'RESIZE',
 
 def reason(exc: BaseException) -> str:
     """One line for a failed step's row."""
-    if isinstance(exc, sdk_exc.HttpException):
-        return http_message(exc)
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
+    return describe(exc)
 
 
 def busy(server: Any) -> str | None:

@@ -34,6 +34,7 @@ from osc_cpumigrate.cloud import flavor_needs
 from osc_cpumigrate.cloud import MIGRATION_DONE
 from osc_cpumigrate.cloud import MIGRATION_FAILED
 from osc_cpumigrate.cloud import parse_time
+from osc_cpumigrate.cloud import unanswered as cloud_unanswered
 from osc_cpumigrate.errors import HostError
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
@@ -358,13 +359,9 @@ def live_migrate(ctx: common.Context, server: Any, source: str, dest: str,
                      % (server.name, source, dest))
         try:
             cloud.live_migrate(server, dest)
-        except sdk_exc.HttpException as exc:
-            # Synchronous pre-checks (2.30-2.33) answer "No valid host";
-            # the real reason is in the instance action's events.
-            why = cloud.action_error(server, 'live-migration')
-            raise WorkflowError('Nova refused the live migration: %s%s'
-                                % (http_message(exc),
-                                   ' (%s)' % why if why else '')) from None
+        except Exception as exc:
+            if not unanswered(exc, ctx, server):
+                raise refused(ctx, server, exc) from None
     record = follow(ctx, server, LIVE, known, timeout, on_timeout, pace)
     pace.learn(server, record)
     dest = record.dest_compute or dest
@@ -381,14 +378,41 @@ def cold_migrate(ctx: common.Context, server: Any, source: str, dest: str,
                      % (server.name, server.status, source, dest))
         try:
             cloud.cold_migrate(server, dest)
-        except sdk_exc.HttpException as exc:
-            raise WorkflowError('Nova refused the migration: %s'
-                                % http_message(exc)) from None
+        except Exception as exc:
+            if not unanswered(exc, ctx, server):
+                raise refused(ctx, server, exc, kind=COLD) from None
         follow(ctx, server, COLD, known, timeout, on_timeout=None)
     server = cloud.wait_for_server(server, 'VERIFY_RESIZE', ctx.server_timeout)
     cloud.confirm_resize(server)
     return cloud.wait_for_server(server, ('SHUTOFF', 'ACTIVE'),
                                  ctx.server_timeout, host=server.compute_host)
+
+
+def unanswered(exc: Exception, ctx: common.Context, server: Any) -> bool:
+    """True if the migration request got no answer: it may have started,
+    and following it (a new record, or none within RECORD_GRACE) tells.
+    Never sent again: a second migration of the same server is not
+    harmless."""
+    if not cloud_unanswered(exc):
+        return False
+    ctx.progress('%s: no answer to the migration request (%s): following '
+                 'whatever Nova does' % (server.name, common.reason(exc)))
+    return True
+
+
+def refused(ctx: common.Context, server: Any, exc: Exception, *,
+            kind: str = LIVE) -> Exception:
+    """The error for a migration request that failed: Nova's answer (the
+    real reason of a synchronous pre-check's "No valid host" is in the
+    instance action's events), or the API error itself."""
+    if not isinstance(exc, sdk_exc.HttpException):
+        return exc
+    if kind == COLD:
+        return WorkflowError('Nova refused the migration: %s'
+                             % http_message(exc))
+    why = ctx.cloud.action_error(server, 'live-migration')
+    return WorkflowError('Nova refused the live migration: %s%s'
+                         % (http_message(exc), ' (%s)' % why if why else ''))
 
 
 def follow(ctx: common.Context, server: Any, kind: str, known: set[str],

@@ -47,6 +47,7 @@ from openstack import exceptions as sdk_exc
 
 from osc_cpumigrate import errors
 from osc_cpumigrate.choices import POWER_CUT_METHOD
+from osc_cpumigrate.cloud import unanswered
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
@@ -283,10 +284,19 @@ def gone(server: Any, doing: str) -> str:
 
 def stop(ctx: common.Context, server: Any) -> None:
     """Stop a marked server and wait for SHUTOFF; if the stop fails (Nova
-    refuses it, or the server ends anywhere but SHUTOFF), the key goes."""
+    refuses it, or the server ends anywhere but SHUTOFF), the key goes.
+    A stop that got no answer may have happened: the wait decides (and
+    the key stays while it may)."""
     cloud = ctx.cloud
     try:
-        cloud.stop(server)
+        try:
+            cloud.stop(server)
+        except Exception as exc:
+            if not unanswered(exc):
+                raise
+            ctx.progress('%s: no answer to the stop (%s): waiting to see '
+                         'whether Nova stops it' % (server.name,
+                                                   common.reason(exc)))
         cloud.wait_for_server(server, 'SHUTOFF', ctx.server_timeout)
     except (sdk_exc.HttpException, WorkflowError):
         found = cloud.get_server(server)
@@ -298,14 +308,16 @@ def stop(ctx: common.Context, server: Any) -> None:
 def start_stopped(ctx: common.Context, server: Any) -> Any:
     """Start a server cpumigrate stopped, once more if the first start
     fails; the error names it as stopped if it still does not start.  A
-    start whose wait ran out but which got the server ACTIVE succeeded."""
+    start whose wait ran out but which got the server ACTIVE succeeded.
+    A start that got no answer is not sent again before the wait has
+    shown that it did not happen."""
     cloud = ctx.cloud
     problem = ''
     for _attempt in range(2):
         try:
             found = cloud.get_server(server)
             if found.status != 'ACTIVE' and found.task_state != 'powering-on':
-                cloud.start(server)
+                send_start(ctx, server)
             server = cloud.wait_for_server(server, 'ACTIVE',
                                            ctx.server_timeout)
         except sdk_exc.NotFoundException:
@@ -323,3 +335,16 @@ def start_stopped(ctx: common.Context, server: Any) -> Any:
         'server %s was stopped by cpumigrate and did not start again '
         '(%s): start it with "openstack server start %s", or run the '
         'verb again' % (server.id, problem, server.id))
+
+
+def send_start(ctx: common.Context, server: Any) -> None:
+    """The start action; one that got no answer is waited on as if sent
+    (the wait for ACTIVE that follows decides)."""
+    try:
+        ctx.cloud.start(server)
+    except Exception as exc:
+        if not unanswered(exc):
+            raise
+        ctx.progress('%s: no answer to the start (%s): waiting to see '
+                     'whether Nova starts it' % (server.name,
+                                                common.reason(exc)))

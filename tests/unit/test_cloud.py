@@ -89,7 +89,8 @@ def test_capacity_uses_the_hypervisors_resource_provider():
 def test_capacity_usages_by_raw_get_when_the_sdk_lacks_the_call():
     placement = mock.Mock(spec=['resource_providers',
                                 'resource_provider_inventories', 'get'])
-    placement.get.return_value = mock.Mock(json=lambda: {'usages': USAGES})
+    placement.get.return_value = mock.Mock(status_code=200,
+                                           json=lambda: {'usages': USAGES})
     cloud, _ = make_cloud(placement)
     assert cloud.capacity('amd-1') == Capacity(30, 2560, 90)
     placement.get.assert_called_once_with('/resource_providers/rp-1/usages')

@@ -59,3 +59,18 @@ def test_take_over_replaces_only_the_lock_it_was_told_of(tmp_path):
     assert lock(path, 'take', 'dead', record('me'))[0] == 0
     assert json.loads(path.read_text())['token'] == 'me'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['cpumigrate.lock']
+
+
+def test_a_full_file_system_leaves_no_unreadable_lock(tmp_path):
+    """/etc/nova full (the lab's etc-nova-full): the empty staging file
+    must not become the lock, or every later run meets an unreadable lock
+    that --break-lock cannot take over.  ``ulimit -f 0`` makes every write
+    fail as ENOSPC does, while creating a file still works."""
+    path = tmp_path / 'cpumigrate.lock'
+    proc = subprocess.run(
+        ['sh', '-c', 'trap "" XFSZ; ulimit -f 0; ' + remote.LOCK_SCRIPT,
+         'cpumigrate-lock', 'take', str(path), '', record('t1')],
+        capture_output=True, text=True)
+    assert proc.returncode == 10
+    assert 'cannot write a file next to' in proc.stderr
+    assert list(tmp_path.iterdir()) == []
