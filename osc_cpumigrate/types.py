@@ -90,6 +90,10 @@ class ConfState:
     #: backup is missing or was changed: the marker's lines stand in), or
     #: None.
     problem: str | None = None
+    #: ``[libvirt] virt_type`` (None: unset, Nova's default kvm).
+    virt_type: str | None = None
+    #: ``[workarounds] skip_cpu_compare_at_startup``.
+    skip_cpu_compare_at_startup: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

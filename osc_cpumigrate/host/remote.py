@@ -620,7 +620,7 @@ class RemoteHost:
             transitioned=snap.marker is not None, original=original,
             backup=snap.marker.backup if snap.marker else None,
             changed_at=snap.marker.changed_at if snap.marker else None,
-            problem=problem)
+            problem=problem, **novaconf.cpu_check_options(snap.text))
 
     def _find_identical_backup(self, path: str, sha: str) -> str | None:
         result = self._run(
@@ -906,9 +906,11 @@ class RemoteHost:
 
     def compare_cpu(self, cpu_xml: str) -> CompareResult:
         """The XML goes on stdin (``/dev/stdin``): no temp file to clean up,
-        and it also works through ``docker exec -i`` on kolla."""
+        and it also works through ``docker exec -i`` on kolla.  With
+        ``--error`` libvirt names what the host lacks (the message of an
+        incompatible result), which auto uses to drop those flags."""
         result = self._run_input(
-            self._virsh('hypervisor-cpu-compare', '/dev/stdin'),
+            self._virsh('hypervisor-cpu-compare', '--error', '/dev/stdin'),
             cpu_xml.encode('utf-8'),
             what='comparing CPUs',
         )
