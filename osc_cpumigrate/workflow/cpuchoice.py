@@ -21,6 +21,7 @@ An explicit model is checked against the same CPU map.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Sequence
 import contextlib
 import dataclasses
@@ -138,6 +139,28 @@ def refusals(results: dict[str, host_api.CompareResult]) -> str:
     return '; '.join('%s (%s)' % (name, result.message or result.result)
                      for name, result in results.items()
                      if not result.compatible)
+
+
+@contextlib.contextmanager
+def live_cpu_judge(ctx: common.Context, destinations: Sequence[str]
+                   ) -> Iterator[Callable[[host_api.GuestCpu], str]]:
+    """What makes a server *pinned*: libvirt on every destination accepts
+    its domain's live ``<cpu>`` (``virsh dumpxml``), which is what the
+    live migration's own checks will see.  Yields ``refused(guest)``: ''
+    when every destination accepts it, else who refused and why (the
+    features libvirt names).  One SSH session per destination for the
+    caller's whole run."""
+    with contextlib.ExitStack() as stack:
+        hosts = {n: stack.enter_context(ctx.host(n))
+                 for n in dict.fromkeys(destinations)}
+
+        def refused(guest: host_api.GuestCpu) -> str:
+            if not guest.xml:
+                return 'its domain has no <cpu> to compare'
+            return refusals({n: h.compare_cpu(guest.xml)
+                             for n, h in hosts.items()})
+
+        yield refused
 
 
 def startup_check_skipped(conf: host_api.ConfState) -> str | None:

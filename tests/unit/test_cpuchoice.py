@@ -126,3 +126,10 @@ def test_startup_check_skipped(conf, said):
                                host_api.CpuSettings(), None, None, **conf)
     found = cpuchoice.startup_check_skipped(state)
     assert (found is None) if said is None else (said in found)
+
+
+def test_auto_survives_libvirts_notsx_hint():
+    msg = ("the CPU is incompatible with host CPU: Host CPU does not provide "
+           "required features: hle, rtm; try using 'Haswell-noTSX' CPU model")
+    from osc_cpumigrate.cpu import transition
+    assert transition.missing_from_message(msg) == {'hle', 'rtm'}
