@@ -114,17 +114,28 @@ def plan(ctx: common.Context, host: host_api.Host, servers: Sequence[Any],
     host_cpu = host.host_cpu()
 
     def settled(server: Any, guest: host_api.GuestCpu) -> str | None:
-        if common.is_native(guest, conf.original, host_cpu):
-            pinned = False
-        elif judge is not None:         # by comparison: libvirt decides
-            pinned = not judge(guest)
-        else:
-            pinned = (not conf.transitioned
-                      or common.runs_settings(guest, conf.settings))
+        pinned = is_pinned(guest, conf, host_cpu, judge)
         return goal.already if pinned else None
 
     return restart.classify(ctx, host, idle, goal, settled=settled,
                             plan=work)
+
+
+def is_pinned(guest: host_api.GuestCpu, conf: host_api.ConfState,
+              host_cpu: host_api.HostCpu,
+              judge: Callable[[host_api.GuestCpu], str] | None) -> bool:
+    """Does the server need no restart?  It runs a transition CPU: the
+    prepared host's settings, or (restored host, or destinations known)
+    anything but the host's own CPU; and, with destinations, libvirt on
+    each of them accepts its live CPU (by comparison: a server on an
+    earlier transition CPU they accept is not restarted again)."""
+    if conf.transitioned and common.runs_settings(guest, conf.settings):
+        transition = True
+    elif conf.transitioned and judge is None:
+        return False
+    else:
+        transition = not common.is_native(guest, conf.original, host_cpu)
+    return transition and (judge is None or not judge(guest))
 
 
 def guard(ctx: common.Context, host: host_api.Host,
