@@ -56,6 +56,19 @@ def host_model(env, host):
 def test_typed_cpu_end_to_end_and_a_renamed_host_model(lab_env):
     [sid] = boot(lab_env, SOURCE, 1, 'truth')
     dest = ['--destination', DEST]
+    before = nova_conf(lab_env, SOURCE)
+    # proven before any change: the source (an EPYC) lacks AVX-512, and
+    # libvirt says so; a feature no CPU map has is refused outright
+    code, rows, err = cpumigrate(lab_env, 'prepare', SOURCE, '--cpu-model',
+                                 'kvm64', '--cpu-flag', 'AVX512F', *dest,
+                                 ok=False)
+    assert code == 1 and 'refused by amd-2' in err, err
+    assert 'Host CPU does not provide required features: avx512f' in err
+    code, rows, err = cpumigrate(lab_env, 'prepare', SOURCE, '--cpu-model',
+                                 'kvm64', '--cpu-flag', 'sse9', *dest,
+                                 ok=False)
+    assert code == 1 and "unknown CPU feature 'sse9'" in err, err
+    assert nova_conf(lab_env, SOURCE) == before
 
     code, [row], err = cpumigrate(lab_env, 'prepare', SOURCE, '--cpu-model',
                                   'KVM64', '--cpu-flag', 'SSE4.2', *dest)
