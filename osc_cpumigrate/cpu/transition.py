@@ -34,7 +34,7 @@ For Skylake-SP (Skylake-Server-IBRS) and Rome (EPYC-Rome) with libvirt 9.0
 the bare models share 57 features; ``kvm64`` keeps 26 of them (x86-64-v1),
 ``Westmere`` + 25 flags keeps all 57 (x86-64-v3).  With the host-model CPUs
 real hosts report, KVM also offers ``x2apic``, ``tsc-deadline`` and
-``spec-ctrl`` on Rome, so ``SandyBridge-IBRS`` + 34 flags fits and keeps 73
+``spec-ctrl`` on Rome, so ``SandyBridge-IBRS`` + 33 flags fits and keeps 73
 of 75 (all but ``invtsc`` and ``xsaves``, which libvirt 9.0 does not
 migrate).
 
