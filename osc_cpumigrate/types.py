@@ -94,6 +94,10 @@ class ConfState:
     #: migrations nova-compute runs out of this host at once (Nova's
     #: default 1; 0: Nova's own "unlimited").
     max_live_migrations: int = 1
+    #: ``[libvirt] virt_type`` (None: unset, Nova's default kvm).
+    virt_type: str | None = None
+    #: ``[workarounds] skip_cpu_compare_at_startup``.
+    skip_cpu_compare_at_startup: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

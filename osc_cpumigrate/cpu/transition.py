@@ -34,7 +34,7 @@ For Skylake-SP (Skylake-Server-IBRS) and Rome (EPYC-Rome) with libvirt 9.0
 the bare models share 57 features; ``kvm64`` keeps 26 of them (x86-64-v1),
 ``Westmere`` + 25 flags keeps all 57 (x86-64-v3).  With the host-model CPUs
 real hosts report, KVM also offers ``x2apic``, ``tsc-deadline`` and
-``spec-ctrl`` on Rome, so ``SandyBridge-IBRS`` + 34 flags fits and keeps 73
+``spec-ctrl`` on Rome, so ``SandyBridge-IBRS`` + 33 flags fits and keeps 73
 of 75 (all but ``invtsc`` and ``xsaves``, which libvirt 9.0 does not
 migrate).
 
@@ -62,9 +62,11 @@ from osc_cpumigrate.types import CompareResult
 from osc_cpumigrate.types import HostCpu
 
 __all__ = [
-    'NEVER_EXTRA', 'LAST_RESORT_MODELS', 'EXCLUDED_MODELS', 'MAX_TRIES',
+    'NEVER_EXTRA', 'QEMU_SETS', 'LAST_RESORT_MODELS', 'EXCLUDED_MODELS',
+    'MAX_TRIES',
     'TransitionCpu', 'Refusal', 'Choice', 'NoTransitionCpu',
     'common_features', 'never_extra', 'candidates', 'choose', 'explicit',
+    'canonical_model', 'canonical_flag',
     'host_features', 'missing_from_message', 'CpuMapError',
 ]
 
@@ -111,6 +113,13 @@ NEVER_EXTRA: Mapping[str, str] = {
     'sgx-mode64': 'SGX', 'sgx-provisionkey': 'SGX', 'sgx-tokenkey': 'SGX',
     'sgx-kss': 'SGX', 'pconfig': 'memory encryption keys, host-bound',
 }
+
+#: Features QEMU turns on by itself for every named model under KVM
+#: (``hypervisor``, and ``x2apic`` through its KVM defaults): the guest has
+#: them whatever nova.conf says, and ``virsh dumpxml`` lists them once it
+#: runs.  Auto counts them as kept but does not write them as extra flags:
+#: nova.conf and the XML libvirt proves then say only what Nova asks for.
+QEMU_SETS: frozenset[str] = frozenset({'hypervisor', 'x2apic'})
 
 #: The runbook's models, kept as last-resort candidates even when they hold
 #: a feature outside the common set (qemu64 lists ``svm``; that feature is
@@ -296,7 +305,7 @@ def _build(cpu_map: CpuMap, name: str, common: frozenset[str],
     # Features of the model no host shares are switched off; SVM/VMX
     # sub-features are left alone (QEMU drops them without vmx/svm).
     disable = sorted(model.features - common - virt)
-    enable = sorted(safe - model.features)
+    enable = sorted(safe - model.features - QEMU_SETS)
     return _transition(model, enable, disable, common,
                        last_resort=last_resort)
 
@@ -310,7 +319,8 @@ def _transition(
 ) -> TransitionCpu:
     """A model plus ``enable`` flags minus ``disable`` ones; ``common``
     None means the CPU's own features (nothing to compare with)."""
-    feats = (model.features | frozenset(enable)) - frozenset(disable)
+    feats = ((model.features | frozenset(enable) | QEMU_SETS)
+             - frozenset(disable))
     return TransitionCpu(
         model=model.name,
         extra_flags=tuple(enable) + tuple('-' + f for f in disable),
@@ -441,20 +451,55 @@ def _no_cpu_message(refused: Sequence[Refusal],
     return msg
 
 
+def canonical_model(cpu_map: CpuMap, model: str) -> str:
+    """``model`` as libvirt's CPU map spells it (``KVM64`` -> ``kvm64``).
+
+    Nova maps ``cpu_models`` case-insensitively onto the host's model names
+    (``_get_cpu_model_mapping``) and libvirt then wants its own spelling;
+    writing that spelling keeps the tool's own comparisons simple.  Raises
+    ValueError for a model the map does not have."""
+    name = (model or '').strip()
+    if cpu_map.has_model(name):
+        return name
+    folded = [n for n in cpu_map.model_names() if n.lower() == name.lower()]
+    if len(folded) != 1:
+        raise ValueError(
+            f"unknown CPU model {model!r}: not in the hosts' libvirt CPU "
+            'map (models: ' + ', '.join(cpu_map.model_names()) + ')')
+    return folded[0]
+
+
+def canonical_flag(cpu_map: CpuMap, flag: str) -> str:
+    """A feature in libvirt's spelling, whatever case or QEMU spelling it
+    was given in (``SSE4_2``, ``SSE4.2``, ``sse4-2`` -> ``sse4.2``).
+
+    Nova lowercases ``cpu_model_extra_flags``; libvirt knows QEMU's
+    spellings as ``<alias>`` of its own names.  Raises ValueError for a
+    feature the map does not have."""
+    name = (flag or '').strip().lower()
+    known = cpu_map.feature_names()
+    for guess in (name, name.replace('_', '-'), name.replace('-', '_')):
+        canon = cpu_map.canonical(guess)
+        if canon in known:
+            return canon
+    raise ValueError(f"unknown CPU feature {flag!r}: not in the hosts' "
+                     'libvirt CPU map')
+
+
 def _parse_flags(cpu_map: CpuMap, flags: Iterable[str]) \
         -> tuple[list[str], list[str]]:
     enable: list[str] = []
     disable: list[str] = []
-    known = cpu_map.feature_names()
     for raw in flags:
         for item in str(raw).replace(',', ' ').split():
             sign, name = (item[0], item[1:]) if item[0] in '+-' else ('+',
                                                                       item)
-            canon = cpu_map.canonical(name.strip().lower())
-            if not canon or canon not in known:
+            try:
+                canon = canonical_flag(cpu_map, name)
+            except ValueError:
                 raise ValueError(
                     f'unknown CPU feature {name!r} in --cpu-flag: not in the '
-                    "hosts' libvirt CPU map")
+                    "hosts' libvirt CPU map") from None
             (enable if sign == '+' else disable).append(canon)
     both = set(enable) & set(disable)
     if both:
@@ -474,15 +519,7 @@ def explicit(cpu_map: CpuMap, model: str, flags: Iterable[str] = (),
     set is computed (for kept/level reporting); without, it is the CPU's own
     features.  Flags auto would never add are accepted but noted.
     """
-    name = model.strip()
-    if not cpu_map.has_model(name):
-        folded = [n for n in cpu_map.model_names()
-                  if n.lower() == name.lower()]
-        if len(folded) != 1:
-            raise ValueError(
-                f"unknown CPU model {model!r}: not in the hosts' libvirt CPU "
-                'map (models: ' + ', '.join(cpu_map.model_names()) + ')')
-        name = folded[0]
+    name = canonical_model(cpu_map, model)
     enable, disable = _parse_flags(cpu_map, flags)
     m = cpu_map.model(name)
     common = common_features(cpu_map, hosts) if hosts else None

@@ -252,6 +252,18 @@ def max_live_migrations(text: str) -> int:
     return found if found >= 0 else 1
 
 
+def cpu_check_options(text: str) -> dict:
+    """What decides whether nova-compute compares its CPU settings with
+    the host at start: ``virt_type`` and ``skip_cpu_compare_at_startup``
+    (a boolean as oslo.config reads one), as ConfState fields."""
+    skip = read_option(text, 'workarounds', 'skip_cpu_compare_at_startup')
+    return {
+        'virt_type': read_option(text, SECTION, 'virt_type') or None,
+        'skip_cpu_compare_at_startup': (skip or '').strip().lower() in (
+            '1', 't', 'true', 'on', 'y', 'yes'),
+    }
+
+
 def find_marker(text: str) -> Marker | None:
     """cpumigrate's transition marker in ``[libvirt]``, if the file has one."""
     lines = split_lines(text)

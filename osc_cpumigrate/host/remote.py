@@ -625,7 +625,8 @@ class RemoteHost:
             backup=snap.marker.backup if snap.marker else None,
             changed_at=snap.marker.changed_at if snap.marker else None,
             problem=problem,
-            max_live_migrations=novaconf.max_live_migrations(snap.text))
+            max_live_migrations=novaconf.max_live_migrations(snap.text),
+            **novaconf.cpu_check_options(snap.text))
 
     def _find_identical_backup(self, path: str, sha: str) -> str | None:
         result = self._run(
@@ -911,9 +912,11 @@ class RemoteHost:
 
     def compare_cpu(self, cpu_xml: str) -> CompareResult:
         """The XML goes on stdin (``/dev/stdin``): no temp file to clean up,
-        and it also works through ``docker exec -i`` on kolla."""
+        and it also works through ``docker exec -i`` on kolla.  With
+        ``--error`` libvirt names what the host lacks (the message of an
+        incompatible result), which auto uses to drop those flags."""
         result = self._run_input(
-            self._virsh('hypervisor-cpu-compare', '/dev/stdin'),
+            self._virsh('hypervisor-cpu-compare', '--error', '/dev/stdin'),
             cpu_xml.encode('utf-8'),
             what='comparing CPUs',
         )

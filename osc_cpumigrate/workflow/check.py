@@ -90,6 +90,11 @@ def cpu_rows(source: str, destinations: Sequence[str],
         rows.append(row('host cpu', name, OK, '%s %s, libvirt %s, QEMU %s' % (
             cpu.vendor, cpu.host_model or cpu.model,
             cpu.libvirt_version or '?', cpu.qemu_version or '?')))
+    if found.startup_skipped:
+        rows.append(row('startup check', source, WARN, (
+            'Nova skips its CPU check at start (%s): only cpumigrate\'s '
+            'hypervisor-cpu-compare proves the transition CPU'
+            % found.startup_skipped)))
     if found.cpu is None:
         rows.append(row('transition cpu', '*', FAIL, found.error or
                      'no candidate accepted'))

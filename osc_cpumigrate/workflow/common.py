@@ -47,10 +47,6 @@ from osc_cpumigrate.workflow import rows
 
 LOG = logging.getLogger(__name__)
 
-#: Modes in which libvirt gives the guest the host's own CPU.
-NATIVE_MODES = ('host-model', 'host-passthrough', 'maximum')
-#: Nova's default ``[libvirt] cpu_mode`` for KVM.
-DEFAULT_CPU_MODE = 'host-model'
 #: What one server's step may fail with without ending the verb at once:
 #: the verb records the failure in that server's row and stops cleanly.
 RECOVERABLE = (WorkflowError, host_api.HostError, sdk_exc.SDKException,
@@ -134,31 +130,22 @@ class Context:
 
 def is_native(guest: host_api.GuestCpu, original: host_api.CpuSettings,
               host_cpu: host_api.HostCpu | None) -> bool:
-    """Does the guest run with the CPU its host gives by its own config?
+    """Does the guest run with the CPU its host gives by its own config
+    (finalized)?  By mode, vendor and names as Nova compares them, so a
+    host-model renamed by a microcode update still counts
+    (:func:`osc_cpumigrate.cpu.guest.runs_own_cpu`)."""
+    from osc_cpumigrate.cpu import guest as guest_cpu
 
-    A live domain defined with host-model shows the expanded model (the
-    host-model name) in ``virsh dumpxml``; one defined with a custom model
-    shows that model.  Anything else is a transition CPU.
-    """
-    if guest.mode in NATIVE_MODES:
-        return True
-    mode = original.mode or DEFAULT_CPU_MODE
-    if mode == 'custom':
-        return guest.model in original.models
-    if mode == 'host-model' and host_cpu is not None:
-        return guest.model == host_cpu.host_model
-    return False
+    return guest_cpu.runs_own_cpu(guest, original, host_cpu)
 
 
 def runs_settings(guest: host_api.GuestCpu,
-                    settings: host_api.CpuSettings) -> bool:
+                  settings: host_api.CpuSettings) -> bool:
     """Does the guest run exactly the CPU ``settings`` give (the transition
-    CPU of a prepared host's nova.conf)?"""
-    if guest.mode not in (None, 'custom') or guest.model != settings.model:
-        return False
-    wanted = {f.lstrip('+') for f in settings.extra_flags
-              if not f.startswith('-')}
-    return wanted <= guest.required_features()
+    CPU of a prepared host's nova.conf), names compared as Nova does?"""
+    from osc_cpumigrate.cpu import guest as guest_cpu
+
+    return guest_cpu.runs_settings(guest, settings)
 
 
 def require_method(method: str) -> None:

@@ -21,6 +21,7 @@ An explicit model is checked against the same CPU map.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Sequence
 import contextlib
 import dataclasses
@@ -44,6 +45,8 @@ class Survey:
     results: dict[str, host_api.CompareResult]
     refused: tuple = ()                        # cpu.transition.Refusal
     error: str | None = None                   # no CPU accepted everywhere
+    #: Why Nova skips its own CPU check at start on the source, or None.
+    startup_skipped: str | None = None
 
 
 def version_key(text: str | None) -> tuple[int, ...]:
@@ -62,6 +65,7 @@ def survey(ctx: common.Context, source: str, destinations: Sequence[str],
     with contextlib.ExitStack() as stack:
         hosts = {n: stack.enter_context(ctx.host(n)) for n in names}
         cpus = {n: h.host_cpu() for n, h in hosts.items()}
+        skipped = startup_check_skipped(hosts[source].nova_conf())
         oldest = min(names, key=lambda n: version_key(cpus[n].libvirt_version))
         try:
             cpu_map = cpumap.CpuMap.from_files(hosts[oldest].cpu_map())
@@ -83,27 +87,31 @@ def survey(ctx: common.Context, source: str, destinations: Sequence[str],
                 cands = transition.candidates(cpu_map, list(cpus.values()))
                 choice = transition.choose(cands, compare)
                 return Survey(cpus, choice.cpu, dict(choice.results),
-                                  tuple(choice.refused))
+                              tuple(choice.refused),
+                              startup_skipped=skipped)
             cpu = transition.explicit(cpu_map, model, flags,
                                       list(cpus.values()))
         except transition.NoTransitionCpu as exc:
-            return Survey(cpus, None, {}, tuple(exc.refused), str(exc))
+            return Survey(cpus, None, {}, tuple(exc.refused), str(exc),
+                          startup_skipped=skipped)
         except (ValueError, cpumap.CpuMapError) as exc:
             raise WorkflowError(str(exc)) from None
-        return Survey(cpus, cpu, compare(cpu))
+        return Survey(cpus, cpu, compare(cpu), startup_skipped=skipped)
 
 
 def choose(ctx: common.Context, source: str, destinations: Sequence[str],
-            model: str, flags: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+           model: str, flags: Sequence[str]) -> tuple[str, tuple[str, ...]]:
     """The (model, extra flags) ``prepare`` writes into the source's
-    nova.conf.  An explicit model is taken as given (nova-compute itself
-    refuses to start with one its host cannot run, and prepare then rolls
-    back); auto needs the destinations."""
-    if model != 'auto':
-        if not model.strip():
-            raise WorkflowError('--cpu-model needs a model name or auto')
-        return model.strip(), clean_flags(flags)
-    if not destinations:
+    nova.conf, in libvirt's spelling, once libvirt accepted them on the
+    source and on every destination (``hypervisor-cpu-compare --error``).
+
+    Auto needs the destinations; an explicit model without any is proven
+    on the source alone (said in a progress line).  An unknown model or
+    feature, or a host that refuses the CPU, is a WorkflowError: nothing
+    has been changed yet."""
+    if model != 'auto' and not model.strip():
+        raise WorkflowError('--cpu-model needs a model name or auto')
+    if model == 'auto' and not destinations:
         raise WorkflowError(
             '--cpu-model auto (the default) chooses the transition CPU from '
             'the source and its destinations: give --destination HOST (as '
@@ -113,18 +121,64 @@ def choose(ctx: common.Context, source: str, destinations: Sequence[str],
     if found.cpu is None:
         raise WorkflowError('no transition CPU is accepted by every host: %s'
                             % found.error)
-    ctx.progress('transition CPU: %s' % found.cpu.describe())
+    refused = refusals(found.results)
+    if refused:
+        raise WorkflowError('the transition CPU %s is refused by %s; nothing '
+                            'was changed' % (found.cpu.describe(), refused))
+    if not destinations:
+        ctx.progress('no --destination given: the transition CPU %s is '
+                     'proven on %s only' % (found.cpu.describe(), source))
+    ctx.progress('transition CPU: %s (accepted by %s)' % (
+        found.cpu.describe(), ', '.join(found.results)))
     return found.cpu.model, tuple(found.cpu.extra_flags)
 
 
-def clean_flags(flags: Sequence[str]) -> tuple[str, ...]:
-    """``['pcid,+ssbd', 'aes']`` -> ``('pcid', '+ssbd', 'aes')``."""
-    out: list[str] = []
-    for flag in flags:
-        for part in flag.replace(',', ' ').split():
-            if part not in out:
-                out.append(part)
-    return tuple(out)
+def refusals(results: dict[str, host_api.CompareResult]) -> str:
+    """``amd-1 (Host CPU does not provide required features: hle, rtm)``
+    for every host that refused, or '' when all accepted."""
+    return '; '.join('%s (%s)' % (name, result.message or result.result)
+                     for name, result in results.items()
+                     if not result.compatible)
+
+
+@contextlib.contextmanager
+def live_cpu_judge(ctx: common.Context, destinations: Sequence[str]
+                   ) -> Iterator[Callable[[host_api.GuestCpu], str]]:
+    """What makes a server *pinned*: libvirt on every destination accepts
+    its domain's live ``<cpu>`` (``virsh dumpxml``), which is what the
+    live migration's own checks will see.  Yields ``refused(guest)``: ''
+    when every destination accepts it, else who refused and why (the
+    features libvirt names).  One SSH session per destination for the
+    caller's whole run."""
+    with contextlib.ExitStack() as stack:
+        hosts = {n: stack.enter_context(ctx.host(n))
+                 for n in dict.fromkeys(destinations)}
+
+        def refused(guest: host_api.GuestCpu) -> str:
+            if not guest.xml:
+                return 'its domain has no <cpu> to compare'
+            return refusals({n: h.compare_cpu(guest.xml)
+                             for n, h in hosts.items()})
+
+        yield refused
+
+
+def startup_check_skipped(conf: host_api.ConfState) -> str | None:
+    """Why nova-compute would start with a transition CPU its host cannot
+    run, or None.
+
+    At start Nova compares ``cpu_models`` + ``cpu_model_extra_flags`` with
+    the host (``_check_cpu_compatibility``) unless ``[workarounds]
+    skip_cpu_compare_at_startup`` is set; and ``_compare_cpu`` returns at
+    once unless ``[libvirt] virt_type`` is ``kvm``.  Then libvirt's
+    ``hypervisor-cpu-compare``, run by cpumigrate before the write, is the
+    only guard: a bad CPU would show only when a server starts."""
+    if conf.skip_cpu_compare_at_startup:
+        return '[workarounds] skip_cpu_compare_at_startup = True'
+    if (conf.virt_type or 'kvm') != 'kvm':
+        return ('[libvirt] virt_type = %s (Nova compares CPUs under kvm '
+                'only)' % conf.virt_type)
+    return None
 
 
 def floor_guard(ctx: common.Context,

@@ -25,6 +25,7 @@ restarted; guest floors), the shared :func:`restart.run`, and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
 import logging
 from typing import Any
@@ -45,14 +46,17 @@ LOG = logging.getLogger(__name__)
 @hostlock.holds_lock
 def pin(ctx: common.Context, host_name: str, *,
         servers: Sequence[str] = (), method: str = DEFAULT_RESTART_METHOD,
-        dry_run: bool = False,
-        ignore_guest_floor: bool = False) -> list[rows.PinRow]:
-    """Pin the servers of ``host_name`` (all, or those named)."""
+        dry_run: bool = False, ignore_guest_floor: bool = False,
+        destinations: Sequence[str] = ()) -> list[rows.PinRow]:
+    """Pin the servers of ``host_name`` (all, or those named); with
+    ``destinations``, pinned means their libvirt accepts the live CPU."""
     with restart.session(ctx, host_name, servers, method) as (
-            host, conf, selected):
+            host, conf, selected), cpuchoice.live_cpu_judge(
+                ctx, destinations) as refused:
         common.finish_pending_restart(ctx, host, conf, dry_run=dry_run)
-        goal = goal_of(conf)
-        work = plan(ctx, host, selected, conf, goal)
+        judge = refused if destinations else None
+        goal = goal_of(conf, judge)
+        work = plan(ctx, host, selected, conf, goal, judge)
         guard(ctx, host, conf, work)
         if not ignore_guest_floor:
             refuse_floors(ctx, host, conf, work, goal)
@@ -70,15 +74,18 @@ def pin(ctx: common.Context, host_name: str, *,
         return common.finish(work.rows(), extra=extra)
 
 
-def goal_of(conf: host_api.ConfState) -> restart.Goal:
+def goal_of(conf: host_api.ConfState,
+            judge: Callable[[host_api.GuestCpu], str] | None = None
+            ) -> restart.Goal:
     settings = conf.settings
 
     def verify(after: host_api.GuestCpu) -> str | None:
-        if common.runs_settings(after, settings):
-            return None
-        return ('its domain runs %s, not the transition CPU %s'
-                % (common.cpu_text(after) or 'an unknown CPU',
-                   settings.describe()))
+        if not common.runs_settings(after, settings):
+            return ('its domain runs %s, not the transition CPU %s'
+                    % (common.cpu_text(after) or 'an unknown CPU',
+                       settings.describe()))
+        refused = judge(after) if judge else ''
+        return 'its live CPU is refused by %s' % refused if refused else None
 
     return restart.Goal(
         row_type=rows.PinRow, done=rows.PINNED, already=rows.ALREADY_PINNED,
@@ -88,7 +95,9 @@ def goal_of(conf: host_api.ConfState) -> restart.Goal:
 
 
 def plan(ctx: common.Context, host: host_api.Host, servers: Sequence[Any],
-         conf: host_api.ConfState, goal: restart.Goal) -> restart.Plan:
+         conf: host_api.ConfState, goal: restart.Goal,
+         judge: Callable[[host_api.GuestCpu], str] | None = None
+         ) -> restart.Plan:
     """Busy servers are refused (restoring nova.conf under a reboot an
     interrupted run left would give it the native CPU again); the others
     are classified."""
@@ -105,14 +114,28 @@ def plan(ctx: common.Context, host: host_api.Host, servers: Sequence[Any],
     host_cpu = host.host_cpu()
 
     def settled(server: Any, guest: host_api.GuestCpu) -> str | None:
-        if conf.transitioned:
-            pinned = common.runs_settings(guest, conf.settings)
-        else:
-            pinned = not common.is_native(guest, conf.original, host_cpu)
+        pinned = is_pinned(guest, conf, host_cpu, judge)
         return goal.already if pinned else None
 
     return restart.classify(ctx, host, idle, goal, settled=settled,
                             plan=work)
+
+
+def is_pinned(guest: host_api.GuestCpu, conf: host_api.ConfState,
+              host_cpu: host_api.HostCpu,
+              judge: Callable[[host_api.GuestCpu], str] | None) -> bool:
+    """Does the server need no restart?  It runs a transition CPU: the
+    prepared host's settings, or (restored host, or destinations known)
+    anything but the host's own CPU; and, with destinations, libvirt on
+    each of them accepts its live CPU (by comparison: a server on an
+    earlier transition CPU they accept is not restarted again)."""
+    if conf.transitioned and common.runs_settings(guest, conf.settings):
+        transition = True
+    elif conf.transitioned and judge is None:
+        return False
+    else:
+        transition = not common.is_native(guest, conf.original, host_cpu)
+    return transition and (judge is None or not judge(guest))
 
 
 def guard(ctx: common.Context, host: host_api.Host,

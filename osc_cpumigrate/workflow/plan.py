@@ -313,6 +313,11 @@ class Look:
             self.error = ('no transition CPU is accepted by every host: %s'
                           % found.error)
             return
+        refused = cpuchoice.refusals(found.results)
+        if refused:
+            self.error = ('the transition CPU %s is refused by %s'
+                          % (found.cpu.describe(), refused))
+            return
         self.settings = host_api.CpuSettings(
             'custom', (found.cpu.model,), tuple(found.cpu.extra_flags))
         self.guard = cpuchoice.floor_guard(self.ctx, found.cpu.features)

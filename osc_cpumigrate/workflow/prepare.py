@@ -49,6 +49,7 @@ def prepare(ctx: common.Context, host_name: str, *,
     service = ctx.cloud.compute_service(host_name)
     with ctx.host(host_name) as host:
         conf = host.nova_conf()
+        unguarded = startup_guard(ctx, host_name, conf)
         plan = host.apply_transition(model, flags, dry_run=True)
         restarted = common.compute_restarted_since_written(host, conf)
         steps = [step for step, needed in (
@@ -64,7 +65,9 @@ def prepare(ctx: common.Context, host_name: str, *,
             return [prepare_row(
                 service, plan, conf.backup or '',
                 rows.WOULD_PREPARE if steps else rows.ALREADY_PREPARED,
-                'would ' + ', '.join(steps) if steps else '')]
+                '; '.join(filter(None, (
+                    'would ' + ', '.join(steps) if steps else '',
+                    unguarded))))]
         try:
             service, change = apply(ctx, host, service, plan, steps,
                                     model=model, flags=flags,
@@ -79,7 +82,21 @@ def prepare(ctx: common.Context, host_name: str, *,
         return [prepare_row(
             service, plan, backup,
             rows.PREPARED if steps else rows.ALREADY_PREPARED,
-            ', '.join(steps))]
+            '; '.join(filter(None, (', '.join(steps), unguarded))))]
+
+
+def startup_guard(ctx: common.Context, host_name: str,
+                  conf: host_api.ConfState) -> str:
+    """When the source's Nova skips its own CPU check at start, say so (a
+    warning, and the text for the row's Reason): cpumigrate's proof with
+    libvirt is then the only guard.  '' when Nova checks too."""
+    skipped = cpuchoice.startup_check_skipped(conf)
+    if not skipped:
+        return ''
+    text = ('Nova skips its CPU check at start (%s): only cpumigrate\'s '
+            'hypervisor-cpu-compare proved the transition CPU' % skipped)
+    LOG.warning('%s: %s', host_name, text)
+    return text
 
 
 def require_compute_up(ctx: common.Context, host_name: str) -> None:

@@ -355,12 +355,12 @@ def test_prepare_dry_run_shows_masked_diff_and_changes_nothing(lab_env):
     assert 'transport_url' in before
     assert service_status(lab_env, host) == 'enabled'
     code, [row], err = cpumigrate(lab_env, 'prepare', host, '--cpu-model',
-                                  'kvm64', '--cpu-flag', 'pcid', '--dry-run')
+                                  'kvm64', '--cpu-flag', 'ssse3', '--dry-run')
     assert row['Result'] == 'would-prepare'
     assert row['Reason'] == ('would disable service, write nova.conf, '
                              'restart nova-compute')
     assert row['CPU After'] == {'mode': 'custom', 'model': 'kvm64',
-                                'flags': ['+pcid']}
+                                'flags': ['+ssse3']}
     assert [ln for ln in err.splitlines()
             if ln.startswith('+cpu_models') and 'kvm64' in ln]
     secret = [line.split('=', 1)[1].strip() for line in before.splitlines()

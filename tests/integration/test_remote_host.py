@@ -90,6 +90,9 @@ def test_connect_and_read_root_only_file(sshd, conf_dir, opened):
         and state.backup is None
         and state.original == state.settings
     )
+    # what decides whether nova-compute checks its CPU at start
+    assert (state.virt_type, state.skip_cpu_compare_at_startup) == (
+        'kvm', False)
 
 
 def test_apply_then_restore_keeps_bytes_owner_and_mode(sshd, conf_dir, opened):

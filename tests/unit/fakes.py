@@ -94,6 +94,8 @@ class FakeHost:
         self.qemu_version = '7.2.0'
         self.refuse_compare = False
         self.compared: list[str] = []
+        #: ConfState's virt_type / skip_cpu_compare_at_startup
+        self.conf_options: dict = {}
         self.hostname = name          # what uname -n says
         self.conf_host: str | None = name   # [DEFAULT] host
         self.lock: str | None = None  # the lock file's content
@@ -109,9 +111,11 @@ class FakeHost:
         """The CPU libvirt gives a guest that (re)starts here now."""
         s = self.loaded
         if s.mode == 'custom':
-            return host_api.GuestCpu(
-                'custom', s.model, None,
-                tuple(('require', f.lstrip('+')) for f in s.extra_flags))
+            feats = tuple(('require', f.lstrip('+')) for f in s.extra_flags)
+            xml = "<cpu mode='custom'><model>%s</model>%s</cpu>" % (
+                s.model, ''.join('<feature policy="%s" name="%s"/>' % f
+                                 for f in feats))
+            return host_api.GuestCpu('custom', s.model, None, feats, xml)
         return host_api.GuestCpu('custom', HOST_MODELS[self.vendor],
                                  self.vendor.upper(), (('require', 'ss'),))
 
@@ -127,7 +131,8 @@ class FakeHost:
             transitioned=self.transitioned, original=self.original,
             backup='/etc/nova/nova.conf.cpumigrate-1' if self.transitioned
             else None, changed_at=self.changed_at, problem=self.problem,
-            max_live_migrations=self.max_live_migrations)
+            max_live_migrations=self.max_live_migrations,
+            **self.conf_options)
 
     def apply_transition(self, model: str, flags: Sequence[str] = (),
                          dry_run: bool = False) -> host_api.Change:

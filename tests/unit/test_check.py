@@ -69,3 +69,14 @@ def test_check_capacity_fail():
     with pytest.raises(PartialFailure, match='no room for 1 of 2'):
         check.check(world.context(), 'intel-1', destinations=['amd-1'],
                     model='kvm64')
+
+
+def test_check_says_when_nova_skips_its_startup_cpu_check():
+    world = fakes.World()
+    found = check.check(world.context(), 'intel-1', destinations=['amd-1'])
+    assert 'startup check' not in {r.check for r in found}
+    world.hosts['intel-1'].conf_options = {'virt_type': 'qemu'}
+    found = check.check(world.context(), 'intel-1', destinations=['amd-1'])
+    [row] = [r for r in found if r.check == 'startup check']
+    assert (row.host, row.verdict) == ('intel-1', 'warn')
+    assert 'virt_type = qemu' in row.reason

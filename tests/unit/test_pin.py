@@ -236,3 +236,35 @@ def test_floor_met_by_auto_cpu_and_override():
     found = pin.pin(ctx, 'intel-1')
     assert found[0].result == 'pinned'
     assert world.guest(rhel).model == model
+
+
+def test_pinned_by_comparison_on_the_destinations():
+    """With destinations, pinned means their libvirt accepts the live CPU:
+    a restart whose CPU a destination refuses fails its row; a server whose
+    CPU they accept is left alone even if nova.conf now says otherwise."""
+    from tests.unit.test_cpuchoice import refusing
+
+    p = fakes.prepared_world(active=1, stopped=0)
+    ctx = p.world.context()
+    refusing(p.world.hosts['amd-1'], ['pcid'])
+    p.world.hosts['intel-1'].file = p.world.hosts['intel-1'].loaded = (
+        rows.CpuSettings('custom', ('kvm64',), ('pcid',)))
+    with pytest.raises(PartialFailure) as failed:
+        pin.pin(ctx, 'intel-1', destinations=['amd-1'])
+    [row] = failed.value.results
+    assert row.result == 'failed'
+    assert row.reason == ('its live CPU is refused by amd-1 (the CPU is '
+                          'incompatible with host CPU: Host CPU does not '
+                          'provide required features: pcid)')
+    [row] = pin.pin(ctx, 'intel-1', destinations=['amd-1'], dry_run=True)
+    assert row.result == 'would-pin'        # refused: not pinned
+    p2 = fakes.prepared_world(active=1, stopped=0)
+    ctx = p2.world.context()
+    pin.pin(ctx, 'intel-1', destinations=['amd-1'])
+    host = p2.world.hosts['intel-1']
+    host.transitioned, host.file = True, rows.CpuSettings(
+        'custom', ('Westmere',))
+    p2.world.compute.stop_server.reset_mock()
+    [row] = pin.pin(ctx, 'intel-1', destinations=['amd-1'])
+    assert row.result == 'already-pinned'
+    p2.world.compute.stop_server.assert_not_called()

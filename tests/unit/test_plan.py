@@ -223,3 +223,17 @@ def test_packer_books_under_parallel_sources():
                for cap in packer.free.values())
     packer.release(servers[0], 'amd-1')
     assert packer.free['amd-1'].ram_mb == 512
+
+
+def test_plan_refuses_servers_when_a_host_refuses_the_named_cpu():
+    from tests.unit.test_cpuchoice import refusing
+
+    world = fakes.World()
+    [server] = world.boot('intel-1', 1)
+    refusing(world.hosts['amd-1'], ['avx512f'])
+    with pytest.raises(PartialFailure) as exc:
+        make(world, sources=['intel-1'], destinations=['amd-1'],
+             model='kvm64', flags=['AVX512F'])
+    [row] = exc.value.results
+    assert row.id == server.id and row.result == 'refused'
+    assert 'refused by amd-1' in row.reason and 'avx512f' in row.reason

@@ -130,3 +130,33 @@ def test_prepare_resolves_auto_itself():
     with pytest.raises(WorkflowError, match='give --destination'):
         prepare.prepare(world.context(), 'intel-2')
     assert world.services['intel-2'].status == 'enabled'
+
+
+def test_prepare_writes_libvirts_spelling_and_says_when_nova_skips_its_check(
+        caplog):
+    world = fakes.World()
+    host = world.hosts['intel-1']
+    host.conf_options = {'skip_cpu_compare_at_startup': True}
+    [row] = prepare.prepare(world.context(), 'intel-1', model='KVM64',
+                            flags=['SSE4_2'], destinations=['amd-1'])
+    assert row.cpu_after == rows.Cpu('custom', 'kvm64', ('+sse4.2',))
+    assert host.loaded.extra_flags == ('sse4.2',)
+    assert row.reason.endswith(
+        'Nova skips its CPU check at start ([workarounds] '
+        'skip_cpu_compare_at_startup = True): only cpumigrate\'s '
+        'hypervisor-cpu-compare proved the transition CPU')
+    assert 'Nova skips its CPU check' in caplog.text
+    assert world.hosts['amd-1'].compared         # proven there too
+
+
+def test_prepare_refused_cpu_changes_nothing():
+    from tests.unit.test_cpuchoice import refusing
+
+    world = fakes.World()
+    refusing(world.hosts['intel-1'], ['avx512f'])
+    with pytest.raises(WorkflowError, match='refused by intel-1'):
+        prepare.prepare(world.context(), 'intel-1', model='kvm64',
+                        flags=['avx512f'])
+    host = world.hosts['intel-1']
+    assert 'apply_transition' not in host.calls
+    assert world.services['intel-1'].status == 'enabled'

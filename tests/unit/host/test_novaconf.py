@@ -402,3 +402,16 @@ def test_restore_from_marker_needs_the_lines():
 ])
 def test_max_live_migrations(text, expected):
     assert novaconf.max_live_migrations(text) == expected
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('[libvirt]\ncpu_mode = custom\n', (None, False)),
+    ('[libvirt]\nvirt_type = qemu\n[workarounds]\n'
+     'skip_cpu_compare_at_startup = True\n', ('qemu', True)),
+    ('[workarounds]\nskip_cpu_compare_at_startup = yes\n'
+     'skip_cpu_compare_at_startup = false\n', (None, False)),
+])
+def test_cpu_check_options(text, expected):
+    found = novaconf.cpu_check_options(text)
+    assert (found['virt_type'], found['skip_cpu_compare_at_startup']) == (
+        expected)

@@ -236,3 +236,35 @@ def test_compare_with_error_names_the_missing_features():
                                  'incompatible with host CPU: host CPU vendor '
                                  'does not match required CPU vendor Intel')
     assert 'vendor Intel' in result.message
+
+
+def test_compare_runs_with_error_as_the_sudoers_rule_allows():
+    """remote.compare_cpu asks for libvirt's reason (--error); the
+    documented least-privilege sudoers rule lists that exact command."""
+    import pathlib
+    from unittest import mock
+
+    from osc_cpumigrate.host import profiles
+    from osc_cpumigrate.host import remote
+    from osc_cpumigrate.types import HostOptions
+
+    host = remote.RemoteHost('cmp1', HostOptions(), mock.Mock(),
+                             profiles.get_profile('default'))
+    seen = []
+
+    def run_input(argv, data, what):
+        seen.append(argv)
+        return remote.Result(1, '', 'error: Failed to compare hypervisor CPU '
+                             'with /dev/stdin\nerror: the CPU is incompatible '
+                             'with host CPU: Host CPU does not provide '
+                             'required features: avx512f\n')
+
+    host._run_input = run_input
+    result = host.compare_cpu('<cpu/>')
+    assert not result.compatible and result.message.endswith('avx512f')
+    [argv] = seen
+    assert tuple(argv) == ('virsh', 'hypervisor-cpu-compare', '--error',
+                           '/dev/stdin')
+    rule = (pathlib.Path(__file__).parents[3] / 'doc' / 'source' / 'admin'
+            / 'sudoers-cpumigrate').read_text()
+    assert ('TZ\\=UTC %s,' % ' '.join(argv)) in rule
