@@ -25,7 +25,9 @@ restarted; guest floors), the shared :func:`restart.run`, and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
+import contextlib
 import logging
 from typing import Any
 
@@ -35,6 +37,7 @@ from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import cpuchoice
+from osc_cpumigrate.workflow import gate
 from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import restart
 from osc_cpumigrate.workflow import rows
@@ -45,17 +48,22 @@ LOG = logging.getLogger(__name__)
 @hostlock.holds_lock
 def pin(ctx: common.Context, host_name: str, *,
         servers: Sequence[str] = (), method: str = DEFAULT_RESTART_METHOD,
-        dry_run: bool = False,
-        ignore_guest_floor: bool = False) -> list[rows.PinRow]:
-    """Pin the servers of ``host_name`` (all, or those named)."""
+        dry_run: bool = False, ignore_guest_floor: bool = False,
+        destinations: Sequence[str] = ()) -> list[rows.PinRow]:
+    """Pin the servers of ``host_name`` (all, or those named); with
+    ``destinations``, only those whose migration one of them would
+    accept."""
     with restart.session(ctx, host_name, servers, method) as (
-            host, conf, selected):
+            host, conf, selected), contextlib.ExitStack() as stack:
         common.finish_pending_restart(ctx, host, conf, dry_run=dry_run)
         goal = goal_of(conf)
         work = plan(ctx, host, selected, conf, goal)
         guard(ctx, host, conf, work)
         if not ignore_guest_floor:
             refuse_floors(ctx, host, conf, work, goal)
+        refuse_unmovable(ctx, host, conf, work, goal, opener=lambda: (
+            gate.Gate.open(ctx, stack, destinations, selected)
+            if destinations else None))
         stopped = restart.run(ctx, host, work, goal, method=method,
                               dry_run=dry_run)
         keep = stopped or any(common.busy(s) for s in selected)
@@ -171,6 +179,60 @@ def refuse_floors(ctx: common.Context, host: host_api.Host,
         else:
             allowed.append((server, guest))
     work.todo = allowed
+
+
+def refuse_unmovable(ctx: common.Context, host: host_api.Host,
+                     conf: host_api.ConfState, work: restart.Plan,
+                     goal: restart.Goal, *,
+                     opener: Callable[[], gate.Gate | None]) -> None:
+    """Refuse, before any restart, the servers Nova would put in ERROR
+    on the transition CPU (required CPU traits its model lacks) and, with
+    destinations, those no destination would take (the gate)."""
+    if not work.todo:
+        return
+    cpu_map = gate.read_cpu_map(host)
+    models = gate.configured_models(conf.settings, cpu_map)
+    checker = opener()
+    if checker is None:
+        ctx.progress('%s: no --destination: pin cannot check that each '
+                     'server\'s migration will be accepted' % host.name)
+    cpu_xml = None if checker is None else transition_xml(
+        host, conf.settings, cpu_map)
+    allowed = []
+    for server, guest in work.todo:
+        why = None if restart.stopped_by_us(server) else (
+            gate.trait_problem(server, models) or unmovable(
+                checker, server, cpu_xml, guest))
+        if why:
+            work.settle(restart.row(goal, server, host.name, rows.REFUSED,
+                                    why, before=guest))
+        else:
+            allowed.append((server, guest))
+    work.todo = allowed
+
+
+def transition_xml(host: host_api.Host, settings: host_api.CpuSettings,
+                   cpu_map: Any) -> str:
+    """The ``<cpu>`` the servers will get, for the destinations'
+    comparison."""
+    from osc_cpumigrate.cpu import transition
+
+    try:
+        return transition.explicit(cpu_map, settings.model or '',
+                                   settings.extra_flags).as_xml()
+    except ValueError as exc:
+        raise WorkflowError('no server on %s was restarted: its transition '
+                            'CPU %s: %s' % (host.name, settings.describe(),
+                                            exc)) from None
+
+
+def unmovable(checker: gate.Gate | None, server: Any, cpu_xml: str | None,
+              guest: host_api.GuestCpu | None) -> str | None:
+    if checker is None:
+        return None
+    verdict = checker.verdict(server, cpu_xml=cpu_xml,
+                              machine=guest.machine if guest else None)
+    return None if verdict.accepting else verdict.reason()
 
 
 def restore(ctx: common.Context, host: host_api.Host,
