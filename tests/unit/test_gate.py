@@ -266,3 +266,29 @@ def test_vendor_risks_are_named_with_their_window():
     assert 'SYSENTER' in to_amd and 'only SYSCALL' in to_amd
     assert 'from the live migration (migrate) until finalize' in to_amd
     assert 'SYSCALL' in check.vendor_risks('AMD', 'Intel')
+
+
+def test_auto_prefers_a_model_that_serves_the_sources_traits(cpu_map):
+    from osc_cpumigrate.cpu import transition
+    from osc_cpumigrate.workflow import cpuchoice
+
+    world = fakes.World()
+    [needy] = world.boot('intel-1', prefix='needy')
+    world.boot('intel-1', prefix='plain')
+    said = []
+    ctx = world.context(progress=said.append)
+    cands = [transition.explicit(cpu_map, 'Westmere', ['avx2']),
+             transition.explicit(cpu_map, 'Haswell')]
+
+    def compare(cpu):
+        return {'intel-1': CompareResult(True, 'superset')}
+
+    assert cpuchoice.choose_covering(ctx, 'intel-1', cands,
+                                     compare).cpu.model == 'Westmere'
+    specs(needy, **AVX2)
+    assert cpuchoice.choose_covering(ctx, 'intel-1', cands,
+                                     compare).cpu.model == 'Haswell'
+    # none serves it: the best one, and the operator is told who is left
+    choice = cpuchoice.choose_covering(ctx, 'intel-1', cands[:1], compare)
+    assert choice.cpu.model == 'Westmere'
+    assert needy.name in said[-1] and 'pin refuses them' in said[-1]
