@@ -193,7 +193,7 @@ def gate_rows(checker: Any, host: host_api.Host, server: Any,
         except common.RECOVERABLE:
             pass                # no domain: the guest floor row says so
     verdict = checker.verdict(server, cpu_xml=cpu_xml if live else None,
-                              machine=machine)
+                              machine=machine, live=live)
     rows = [row('migration', host.name, WARN, '%s: %s' % (label, text),
                 server=server.id) for text in verdict.warnings]
     if not verdict.accepting:

@@ -368,10 +368,12 @@ class Gate:
         return cls(ctx, targets, groups, member_hosts(ctx, groups, known))
 
     def verdict(self, server: Any, *, cpu_xml: str | None,
-                machine: str | None) -> Verdict:
-        """Every rule for every destination."""
+                machine: str | None, live: bool = True) -> Verdict:
+        """Every rule for every destination (a cold migration, of a
+        stopped server, skips what only a live one cannot carry)."""
         specs = wants(self.ctx, server)
-        problems, warnings = intrinsic(self.ctx, server, specs)
+        problems, warnings = intrinsic(self.ctx, server, specs) if live \
+            else ([], [])
         if problems:
             return Verdict((), tuple(('', p) for p in problems),
                            tuple(warnings))

@@ -161,7 +161,8 @@ def admit(ctx: common.Context, source: str, destinations: Sequence[str],
             guest = move.guest
             verdict = checker.verdict(
                 move.server, cpu_xml=guest.xml if guest else None,
-                machine=guest.machine if guest else None)
+                machine=guest.machine if guest else None,
+                live=move.kind == LIVE)
             for text in verdict.warnings:
                 ctx.progress('%s: %s' % (move.server.name, text))
             move.accepting = verdict.accepting

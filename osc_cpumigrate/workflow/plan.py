@@ -292,7 +292,8 @@ class Look:
         """The gate on the move ``steps`` describe (None: a migration
         under way or a stopped server to start first is not judged)."""
         if steps[0] == 'cold migration':
-            return checker.verdict(server, cpu_xml=None, machine=None)
+            return checker.verdict(server, cpu_xml=None, machine=None,
+                                   live=False)
         if steps[0] == 'pin restart':
             return checker.verdict(server, cpu_xml=self.cpu.as_xml(),
                                    machine=self.guest(server).machine)
