@@ -31,7 +31,7 @@ terminal, give ``--auto-approve``.
 
 Example::
 
-    openstack cpumigrate pin intel-1 --auto-approve
+    openstack cpumigrate pin intel-1 --destination amd-1 --auto-approve
 
 Next: ``openstack cpumigrate migrate intel-1 --destination amd-1
 --destination amd-2`` (runbook step 8)."""
