@@ -87,12 +87,5 @@ def refuse_traits(host: host_api.Host, conf: host_api.ConfState,
     if not work.todo or conf.settings.mode != 'custom':
         return
     models = gate.configured_models(conf.settings, gate.read_cpu_map(host))
-    allowed = []
-    for server, guest in work.todo:
-        why = gate.trait_problem(server, models)
-        if why:
-            work.settle(restart.row(goal, server, host.name, rows.REFUSED,
-                                    why, before=guest))
-        else:
-            allowed.append((server, guest))
-    work.todo = allowed
+    work.refuse(goal, host.name,
+                lambda server, _guest: gate.trait_problem(server, models))

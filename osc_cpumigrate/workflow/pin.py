@@ -168,17 +168,8 @@ def refuse_floors(ctx: common.Context, host: host_api.Host,
                   goal: restart.Goal) -> None:
     """Refuse the servers whose guest needs more than the transition CPU."""
     floor_guard = cpuchoice.floor_guard(ctx)
-    allowed = []
-    for server, guest in work.todo:
-        # A server we stopped was running before: it starts again.
-        why = None if restart.stopped_by_us(server) else floor_guard(
-            server, conf.settings, host)
-        if why:
-            work.settle(restart.row(goal, server, host.name, rows.REFUSED,
-                                    why, before=guest))
-        else:
-            allowed.append((server, guest))
-    work.todo = allowed
+    work.refuse(goal, host.name, lambda server, _guest: floor_guard(
+        server, conf.settings, host))
 
 
 def refuse_unmovable(ctx: common.Context, host: host_api.Host,
@@ -198,17 +189,9 @@ def refuse_unmovable(ctx: common.Context, host: host_api.Host,
                      'server\'s migration will be accepted' % host.name)
     cpu_xml = None if checker is None else transition_xml(
         host, conf.settings, cpu_map)
-    allowed = []
-    for server, guest in work.todo:
-        why = None if restart.stopped_by_us(server) else (
-            gate.trait_problem(server, models) or unmovable(
-                checker, server, cpu_xml, guest))
-        if why:
-            work.settle(restart.row(goal, server, host.name, rows.REFUSED,
-                                    why, before=guest))
-        else:
-            allowed.append((server, guest))
-    work.todo = allowed
+    work.refuse(goal, host.name, lambda server, guest: (
+        gate.trait_problem(server, models)
+        or unmovable(checker, server, cpu_xml, guest)))
 
 
 def transition_xml(host: host_api.Host, settings: host_api.CpuSettings,
