@@ -205,22 +205,21 @@ def intrinsic(ctx: common.Context, server: Any,
                         'only for live_migratable aliases with a free device '
                         'on the destination, which cpumigrate cannot verify; '
                         'move it by hand' % specs['pci_passthrough:alias'])
-    for port in ports(ctx, server, warnings):
-        vnic = port.get('binding:vnic_type') or 'normal'
+    for port_id, vnic in ports(ctx, server, warnings):
         if vnic in REFUSED_VNIC_TYPES:
             problems.append('port %s is %s: Nova does not live-migrate '
-                            'accelerator ports' % (port.get('id'), vnic))
+                            'accelerator ports' % (port_id, vnic))
         elif vnic in PASSTHROUGH_VNIC_TYPES:
             warnings.append('port %s is %s: the destination needs a free '
-                            'device on physical network %s' % (
-                                port.get('id'), vnic,
-                                port.get('provider:physical_network')
-                                or '(the port\'s)'))
+                            'device for it on the port\'s physical network'
+                            % (port_id, vnic))
     return problems, warnings
 
 
-def ports(ctx: common.Context, server: Any, warnings: list[str]) -> list:
-    """The server's ports as dicts; none without addresses."""
+def ports(ctx: common.Context, server: Any,
+          warnings: list[str]) -> list[tuple[str, str]]:
+    """(port ID, vnic type) of the server's ports; none without
+    addresses (no Neutron call then)."""
     if not server.addresses:
         return []
     try:
@@ -228,8 +227,13 @@ def ports(ctx: common.Context, server: Any, warnings: list[str]) -> list:
     except common.RECOVERABLE as exc:
         warnings.append('cannot list its ports: %s' % common.reason(exc))
         return []
-    return [p.to_dict() if hasattr(p, 'to_dict') else dict(p)
-            for p in found]
+    out = []
+    for port in found:
+        if hasattr(port, 'binding_vnic_type'):      # openstacksdk's Port
+            out.append((port.id, port.binding_vnic_type))
+        else:
+            out.append((port.get('id'), port.get('binding:vnic_type')))
+    return [(pid, vnic or 'normal') for pid, vnic in out]
 
 
 # -- one destination ---------------------------------------------------------

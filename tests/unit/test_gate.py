@@ -16,6 +16,7 @@ import dataclasses
 import types
 
 from openstack.compute.v2 import server_group as _server_group
+from openstack.network.v2 import port as _port
 import pytest
 
 from osc_cpumigrate.cpu.cpumap import CpuMap
@@ -168,15 +169,15 @@ def test_what_nova_never_live_migrates():
     srv = server(addresses={'net': []})
     ctx.cloud.server_ports = lambda s: [
         {'id': 'p1', 'binding:vnic_type': 'accelerator-direct'},
-        {'id': 'p2', 'binding:vnic_type': 'direct',
-         'provider:physical_network': 'sriov1'}]
+        _port.Port(id='p2', binding_vnic_type='direct'),
+        _port.Port(id='p3')]
     problems, warnings = gate.intrinsic(ctx, srv, {
         'accel:device_profile': 'fpga', 'hw:mem_encryption': 'True',
         'pci_passthrough:alias': 'a1:1'})
     assert len(problems) == 4
     assert 'port p1 is accelerator-direct' in problems[3]
     assert warnings == ['port p2 is direct: the destination needs a free '
-                        'device on physical network sriov1']
+                        "device for it on the port's physical network"]
 
 
 def test_verdict_names_each_destination_and_warns_on_soft_groups():
