@@ -344,6 +344,8 @@ class Verdict:
 
     def reason(self) -> str:
         """One line: why no destination takes it."""
+        if not self.refusals:
+            return 'no destination to migrate it to'
         by_dest: dict[str, list[str]] = {}
         for dest, why in self.refusals:
             by_dest.setdefault(dest, []).append(why)

@@ -61,9 +61,10 @@ def pin(ctx: common.Context, host_name: str, *,
         guard(ctx, host, conf, work)
         if not ignore_guest_floor:
             refuse_floors(ctx, host, conf, work, goal)
+        others = [d for d in destinations if d != host_name]
         refuse_unmovable(ctx, host, conf, work, goal, opener=lambda: (
-            gate.Gate.open(ctx, stack, destinations, selected)
-            if destinations else None))
+            gate.Gate.open(ctx, stack, others, selected) if others
+            else None))
         stopped = restart.run(ctx, host, work, goal, method=method,
                               dry_run=dry_run)
         keep = stopped or any(common.busy(s) for s in selected)
