@@ -192,7 +192,7 @@ def refuse_unmovable(ctx: common.Context, host: host_api.Host,
         host, conf.settings, cpu_map)
     work.refuse(goal, host.name, lambda server, guest: (
         gate.trait_problem(server, models)
-        or unmovable(checker, server, cpu_xml, guest)))
+        or unmovable(ctx, checker, server, cpu_xml, guest)))
 
 
 def transition_xml(host: host_api.Host, settings: host_api.CpuSettings,
@@ -210,12 +210,17 @@ def transition_xml(host: host_api.Host, settings: host_api.CpuSettings,
                                             exc)) from None
 
 
-def unmovable(checker: gate.Gate | None, server: Any, cpu_xml: str | None,
+def unmovable(ctx: common.Context, checker: gate.Gate | None, server: Any,
+              cpu_xml: str | None,
               guest: host_api.GuestCpu | None) -> str | None:
+    """Why no destination would accept the server's migration once it
+    runs the transition CPU, or None (warnings go to progress)."""
     if checker is None:
         return None
     verdict = checker.verdict(server, cpu_xml=cpu_xml,
                               machine=guest.machine if guest else None)
+    for text in verdict.warnings:
+        ctx.progress('%s: %s' % (server.name or server.id, text))
     return None if verdict.accepting else verdict.reason()
 
 
