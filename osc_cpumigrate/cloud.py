@@ -552,6 +552,45 @@ class Cloud:
 
         return Capacity(free('VCPU'), free('MEMORY_MB'), free('DISK_GB'))
 
+    def provider_traits(self, host: str) -> frozenset[str]:
+        """The traits of the host's resource provider (what Placement
+        matches a server's required traits against when Nova schedules a
+        migration there)."""
+        provider = self.resource_provider(host)
+        response = self.read(self.placement.get, '/resource_providers/%s/'
+                             'traits' % provider.id, microversion='1.6')
+        return frozenset(response.json().get('traits') or ())
+
+    def tree_free(self, host: str, resource_class: str) -> float:
+        """Free ``resource_class`` (PCPU, VGPU...) in the host's provider
+        tree (vGPUs live on child providers), from Placement."""
+        root = self.resource_provider(host)
+        total = 0.0
+        for provider in self.read(self.placement.resource_providers,
+                                  in_tree=root.id):
+            inventories = {inv.resource_class: inv for inv in self.read(
+                self.placement.resource_provider_inventories, provider)}
+            inv = inventories.get(resource_class)
+            if inv is None or inv.total is None:
+                continue
+            used = self.provider_usages(provider).get(resource_class, 0)
+            total += (inv.total - (inv.reserved or 0)) * (
+                inv.allocation_ratio or 1.0) - used
+        return total
+
+    def server_ports(self, server: Any) -> list[Any]:
+        """The server's Neutron ports (their ``binding:vnic_type``)."""
+        return self.read(self.conn.network.ports, device_id=server.id)
+
+
+def flavor_specs(server: Any) -> dict[str, str]:
+    """The extra specs of the server's embedded flavor (microversion
+    2.47 and later), as strings."""
+    flavor = server.flavor
+    specs = (flavor.get('extra_specs') if isinstance(flavor, dict)
+             else getattr(flavor, 'extra_specs', None)) or {}
+    return {str(k): str(v) for k, v in specs.items()}
+
 
 def flavor_needs(server: Any) -> tuple[float, float, float]:
     """(vcpus, ram_mb, disk_gb) a server takes, from its embedded flavor."""

@@ -139,6 +139,9 @@ class GuestCpu:
     # (policy, name), e.g. ('require', 'pcid')
     features: tuple[tuple[str, str], ...] = ()
     xml: str = ''  # the <cpu> element as text
+    #: The domain's machine type (``<os><type machine=...>``), e.g.
+    #: ``pc-q35-7.2``; the destination's QEMU must offer it.
+    machine: str | None = None
 
     def required_features(self) -> frozenset[str]:
         return frozenset(n for p, n in self.features
@@ -167,6 +170,12 @@ class HostCpu:
     usable_models: frozenset[str] = frozenset()
     libvirt_version: str | None = None
     qemu_version: str | None = None
+    #: Machine types the host's QEMU offers (``virsh capabilities``:
+    #: names and the aliases' canonical names).
+    machines: frozenset[str] = frozenset()
+    #: NUMA cells of the host (``<topology><cells num=...>``), None: not
+    #: reported.
+    numa_cells: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

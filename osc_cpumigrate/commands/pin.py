@@ -31,7 +31,7 @@ terminal, give ``--auto-approve``.
 
 Example::
 
-    openstack cpumigrate pin intel-1 --auto-approve
+    openstack cpumigrate pin intel-1 --destination amd-1 --auto-approve
 
 Next: ``openstack cpumigrate migrate intel-1 --destination amd-1
 --destination amd-2`` (runbook step 8)."""
@@ -46,6 +46,11 @@ Next: ``openstack cpumigrate migrate intel-1 --destination amd-1
             '--ignore-guest-floor', action='store_true',
             help='Restart servers even when their image or metadata says '
                  'they need more CPU than the transition CPU gives')
+        base.add_destinations(
+            parser, required=False,
+            help_='Destination host migrate will use (repeat for more): '
+                  'a server no destination would accept is refused '
+                  'before it is restarted')
         base.add_restart_options(parser, restarts_compute=True)
         base.add_long(parser)
         return parser
@@ -57,7 +62,8 @@ Next: ``openstack cpumigrate migrate intel-1 --destination amd-1
         ctx = base.context(self, parsed_args)
         return self.present(parsed_args, pin.pin(
             ctx, parsed_args.host, **base.restart_options(parsed_args),
-            ignore_guest_floor=parsed_args.ignore_guest_floor))
+            ignore_guest_floor=parsed_args.ignore_guest_floor,
+            destinations=parsed_args.destinations))
 
     def present(self, parsed_args: argparse.Namespace, results: list):
         return base.present(parsed_args, 'PinRow', results)

@@ -905,6 +905,8 @@ class RemoteHost:
             vendor=caps['vendor'],
             model=caps['model'],
             features=caps['features'],
+            machines=caps['machines'],
+            numa_cells=caps['numa_cells'],
             libvirt_version=libvirt_version,
             qemu_version=qemu_version,
             **dom,

@@ -67,9 +67,11 @@ def parse_guest_cpu(domain_xml: str) -> GuestCpu:
         else None
     )
     xml = ET.tostring(cpu, encoding='unicode').strip()
+    os_type = root.find('os/type')
     return GuestCpu(
-        mode=mode, model=model, vendor=vendor, features=_features(cpu), xml=xml
-    )
+        mode=mode, model=model, vendor=vendor, features=_features(cpu),
+        xml=xml, machine=os_type.get('machine') if os_type is not None
+        else None)
 
 
 def parse_capabilities(text: str) -> dict:
@@ -86,11 +88,19 @@ def parse_capabilities(text: str) -> dict:
     features = frozenset(
         f.get('name') for f in cpu.findall('feature') if f.get('name')
     )
+    machines = set()
+    for machine in root.findall('guest/arch/machine'):
+        machines.add((machine.text or '').strip())
+        machines.add(machine.get('canonical') or '')
+    cells = root.find('host/topology/cells')
     return {
         'arch': child('arch'),
         'vendor': child('vendor'),
         'model': child('model'),
         'features': features,
+        'machines': frozenset(machines - {''}),
+        'numa_cells': int(cells.get('num')) if cells is not None
+        and (cells.get('num') or '').isdigit() else None,
     }
 
 

@@ -49,7 +49,7 @@ def check(ctx: common.Context, source: str, *,
     servers = ctx.cloud.servers_on_host(source)
     found_rows += capacity_rows(ctx, destinations, servers)
     if found.cpu is not None:
-        found_rows += floor_rows(ctx, source, servers, found)
+        found_rows += server_rows(ctx, source, destinations, servers, found)
     failures = ['%s %s: %s' % (r.check, r.server or r.host, r.reason)
                 for r in found_rows if r.verdict == FAIL]
     if failures:
@@ -125,9 +125,85 @@ def cpu_rows(source: str, destinations: Sequence[str],
                      else 'not older than the source'))
         if cpu.vendor != src.vendor:
             rows.append(row('vendor', dest, WARN,
-                         'guests see the CPU vendor change from %s to %s '
-                         'during the live migration until finalize '
-                         'restarts them' % (src.vendor, cpu.vendor)))
+                            vendor_risks(src.vendor, cpu.vendor)))
+    return rows
+
+
+#: What a guest booted on one vendor may have chosen that breaks on the
+#: other, by the instruction the 32-bit compatibility mode lacks there.
+_COMPAT_ENTRY = {
+    'AMD': ('SYSENTER', 'AMD CPUs support only SYSCALL in compatibility '
+            'mode'),
+    'Intel': ('SYSCALL', 'Intel CPUs support only SYSENTER in '
+              'compatibility mode'),
+}
+
+
+def vendor_risks(source: str, destination: str) -> str:
+    """The concrete risks of a guest seeing ``destination``'s vendor
+    after booting on ``source``'s, and their window."""
+    entry = _COMPAT_ENTRY.get(destination)
+    sysentry = ('32-bit programs in 64-bit guests whose kernel chose %s at '
+                'boot (the 32-bit vDSO) crash with an invalid opcode (%s); '
+                % entry) if entry else ''
+    return ('from the live migration (migrate) until finalize restarts '
+            'them, guests booted on %s run on %s and see its CPU vendor: '
+            '%scode paths chosen from CPUID at boot stay %s-specific '
+            '(kernel speculative-execution mitigations and errata '
+            'workarounds, vendor MSR drivers such as intel_pstate or '
+            'amd-pstate, perf counters, math libraries dispatching on the '
+            'vendor) and vendor-keyed licences may object: finalize right '
+            'after migrate (run --finalize now) keeps the window short'
+            % (source, destination, sysentry, source))
+
+
+def server_rows(ctx: common.Context, source: str,
+                destinations: Sequence[str], servers: Sequence[Any],
+                found: cpuchoice.Survey) -> list[CheckRow]:
+    """Per server: its guest floor, its required CPU traits against the
+    transition model, and the gate (will a destination accept it)."""
+    import contextlib
+
+    from osc_cpumigrate.workflow import gate
+
+    models = {found.cpu.model: found.cpu.model_features}
+    others = [d for d in destinations if d != source]
+    rows = floor_rows(ctx, source, servers, found)
+    with contextlib.ExitStack() as stack:
+        host = stack.enter_context(ctx.host(source))
+        checker = gate.Gate.open(ctx, stack, others, servers)
+        for server in servers:
+            if server.status not in ('ACTIVE', 'SHUTOFF'):
+                continue
+            label = server.name or server.id
+            why = gate.trait_problem(server, models) if (
+                server.status == 'ACTIVE') else None
+            if why:
+                rows.append(row('cpu traits', source, FAIL, '%s: %s' % (
+                    label, why), server=server.id))
+            rows += gate_rows(checker, host, server, found.cpu.as_xml())
+    return rows
+
+
+def gate_rows(checker: Any, host: host_api.Host, server: Any,
+              cpu_xml: str) -> list[CheckRow]:
+    """The gate's verdict on one server (a live migration with the
+    transition CPU when ACTIVE, a cold one when SHUTOFF)."""
+    label = server.name or server.id
+    live = server.status == 'ACTIVE'
+    machine = None
+    if live:
+        try:
+            machine = host.guest_cpu(server.id).machine
+        except common.RECOVERABLE:
+            pass                # no domain: the guest floor row says so
+    verdict = checker.verdict(server, cpu_xml=cpu_xml if live else None,
+                              machine=machine, live=live)
+    rows = [row('migration', host.name, WARN, '%s: %s' % (label, text),
+                server=server.id) for text in verdict.warnings]
+    if not verdict.accepting:
+        rows.append(row('migration', host.name, FAIL, '%s: %s' % (
+            label, verdict.reason()), server=server.id))
     return rows
 
 

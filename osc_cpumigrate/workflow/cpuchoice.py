@@ -85,7 +85,7 @@ def survey(ctx: common.Context, source: str, destinations: Sequence[str],
                                         '--cpu-model; auto chooses the flags '
                                         'itself')
                 cands = transition.candidates(cpu_map, list(cpus.values()))
-                choice = transition.choose(cands, compare)
+                choice = choose_covering(ctx, source, cands, compare)
                 return Survey(cpus, choice.cpu, dict(choice.results),
                               tuple(choice.refused),
                               startup_skipped=skipped)
@@ -224,3 +224,37 @@ def floor_guard(ctx: common.Context,
                    ' '.join(sorted(missing))))
 
     return refusal
+
+
+def choose_covering(ctx: common.Context, source: str, cands: Sequence[Any],
+                    compare: Callable[[Any], Any]) -> Any:
+    """``transition.choose``, preferring candidates whose model's own
+    features serve the required CPU traits of every ACTIVE server of the
+    source (Nova leaves a server whose traits the model lacks in ERROR at
+    its next start); the best-ranked accepted candidate otherwise.  Says
+    which servers the chosen CPU does not cover (pin refuses them)."""
+    from osc_cpumigrate.cloud import flavor_specs
+    from osc_cpumigrate.cpu import traits
+    from osc_cpumigrate.cpu import transition
+
+    needs = {s.name or s.id: traits.required_traits(flavor_specs(s))
+             for s in ctx.cloud.servers_on_host(source)
+             if s.status == 'ACTIVE'}
+    needs = {name: wanted for name, wanted in needs.items() if wanted}
+
+    def uncovered(cpu: Any) -> list[str]:
+        return [n for n, t in needs.items()
+                if traits.unserved(t, cpu.model_features)]
+
+    covering = [c for c in cands if not uncovered(c)]
+    choice = None
+    if needs and covering and len(covering) < len(cands):
+        with contextlib.suppress(transition.NoTransitionCpu):
+            choice = transition.choose(covering, compare)
+    choice = choice or transition.choose(cands, compare)
+    left = uncovered(choice.cpu)
+    if left:
+        ctx.progress('the transition CPU %s does not serve the required CPU '
+                     'traits of %s (pin refuses them)'
+                     % (choice.cpu.model, ', '.join(sorted(left))))
+    return choice

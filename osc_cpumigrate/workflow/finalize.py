@@ -27,6 +27,7 @@ from osc_cpumigrate.choices import DEFAULT_RESTART_METHOD
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
+from osc_cpumigrate.workflow import gate
 from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import restart
 from osc_cpumigrate.workflow import rows
@@ -73,5 +74,18 @@ def finalize(ctx: common.Context, host_name: str, *,
             expected=rows.Cpu.of_settings(conf.original), verb='finalize')
         work = restart.classify(ctx, host, selected, goal,
                                 settled=settled)
+        refuse_traits(host, conf, work, goal)
         restart.run(ctx, host, work, goal, method=method, dry_run=dry_run)
         return common.finish(work.rows())
+
+
+def refuse_traits(host: host_api.Host, conf: host_api.ConfState,
+                  work: restart.Plan, goal: restart.Goal) -> None:
+    """On a host whose own configuration is a custom model, refuse the
+    servers whose flavor requires CPU traits none of its models has
+    itself: Nova would fail their start and leave them in ERROR."""
+    if not work.todo or conf.settings.mode != 'custom':
+        return
+    models = gate.configured_models(conf.settings, gate.read_cpu_map(host))
+    work.refuse(goal, host.name,
+                lambda server, _guest: gate.trait_problem(server, models))

@@ -384,7 +384,8 @@ def pin_source(fx: Fleet, ctx: common.Context, source: str,
                     model=fx.model, flags=fx.flags)
     try:
         results = pin.pin(ctx, source, method=fx.method,
-                          ignore_guest_floor=fx.ignore_guest_floor)
+                          ignore_guest_floor=fx.ignore_guest_floor,
+                          destinations=fx.destinations)
     except PartialFailure as exc:
         results = exc.results
         if not any(r.result in rows.FAILURES for r in results):
@@ -403,6 +404,7 @@ def migrate_source(fx: Fleet, ctx: common.Context, source: str,
     found: dict[str, rows.MigrateRow] = {}
     moves = migrate.plan_moves(ctx, source, ctx.cloud.servers_on_host(source),
                                found)
+    moves = migrate.admit(ctx, source, fx.destinations, moves, found)
     for sid, row in found.items():
         out.setdefault(sid, fleet_row(row, source,
                                       reason=fx.refused.get(sid)))
@@ -438,7 +440,7 @@ def move_server(fx: Fleet, ctx: common.Context, source: str,
     """Book a destination, migrate (migrate's own step), finalize."""
     server = move.server
     if not move.destination:          # a move under way keeps its own
-        move.destination, why = fx.packer.book(server)
+        move.destination, why = fx.packer.book(server, move.accepting)
         if not move.destination:
             fx.progress.finished(server.id)
             return fleet_row(server, source, result=rows.REFUSED,

@@ -22,6 +22,7 @@ since microversion 2.34 a failed pre-check still answers 202.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import contextlib
 import dataclasses
 import logging
 from typing import Any
@@ -39,6 +40,7 @@ from osc_cpumigrate.errors import HostError
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.workflow import common
+from osc_cpumigrate.workflow import gate
 from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import rows
 from osc_cpumigrate.workflow import stopkey
@@ -92,6 +94,10 @@ class Move:
     #: A migration an earlier run started: it keeps its own destination
     #: (from its record) and books no capacity.
     under_way: bool = False
+    #: The live domain's CPU (a live migration), for the gate.
+    guest: Any = None
+    #: The destinations the gate found would accept it.
+    accepting: tuple[str, ...] = ()
 
 
 def require_destinations(ctx: common.Context, source: str,
@@ -138,6 +144,7 @@ def migrate(ctx: common.Context, source: str, *,
     selected = ctx.cloud.selected_servers(source, servers)
     found: dict[str, rows.MigrateRow] = {}
     moves = plan_moves(ctx, source, selected, found)
+    moves = admit(ctx, source, destinations, moves, found)
     free = {d: ctx.cloud.capacity(d) for d in dict.fromkeys(destinations)} \
         if moves else {}
     stopped = False
@@ -149,7 +156,7 @@ def migrate(ctx: common.Context, source: str, *,
                                    'the run stopped at an earlier failure')
             continue
         if not move.destination and not move.under_way:
-            move.destination = common.choose_destination(free, server)
+            move.destination = book(free, move)
         if not move.destination and not move.under_way:
             found[server.id] = row(server, source, rows.FAILED,
                                    'no destination has room')
@@ -168,6 +175,46 @@ def migrate(ctx: common.Context, source: str, *,
         stopped = found[server.id].result == rows.FAILED
     return common.finish([found[s.id] for s in everyone(selected, moves)
                           if s.id in found])
+
+
+def admit(ctx: common.Context, source: str, destinations: Sequence[str],
+          moves: list[Move], found: dict[str, rows.MigrateRow]) \
+        -> list[Move]:
+    """The gate, before any migration starts: each new move learns the
+    destinations that would accept it; one that none would is refused
+    with the reason.  The destinations' SSH sessions close before the
+    first migration (which may take an hour)."""
+    new = [m for m in moves if not m.destination and not m.under_way]
+    if not new:
+        return moves
+    refused = set()
+    with contextlib.ExitStack() as stack:
+        checker = gate.Gate.open(ctx, stack, destinations,
+                                 [m.server for m in moves])
+        for move in new:
+            guest = move.guest
+            verdict = checker.verdict(
+                move.server, cpu_xml=guest.xml if guest else None,
+                machine=guest.machine if guest else None,
+                live=move.kind == LIVE)
+            for text in verdict.warnings:
+                ctx.progress('%s: %s' % (move.server.name, text))
+            move.accepting = verdict.accepting
+            if not verdict.accepting:
+                found[move.server.id] = row(move.server, source,
+                                            rows.REFUSED, verdict.reason())
+                refused.add(move.server.id)
+    return [m for m in moves if m.server.id not in refused]
+
+
+def book(free: dict[str, Any], move: Move) -> str:
+    """The destination with the most free RAM among those that accept
+    the server; its capacity booked."""
+    allowed = {d: free[d] for d in move.accepting if d in free}
+    chosen = common.choose_destination(allowed, move.server)
+    if chosen:
+        free[chosen] = allowed[chosen]
+    return chosen
 
 
 def everyone(selected: Sequence[Any], moves: Sequence[Move]) -> list[Any]:
@@ -302,7 +349,7 @@ def plan_moves(ctx: common.Context, source: str, servers: Sequence[Any],
                            '"openstack cpumigrate pin %s" first'
                            % (common.cpu_text(guest), source))
                 else:
-                    moves.append(Move(server, LIVE))
+                    moves.append(Move(server, LIVE, guest=guest))
             elif stopped_by_us(server) and stopkey.proof(ctx,
                                                           server) is None:
                 why = ('stopped by an interrupted pin: run "openstack '

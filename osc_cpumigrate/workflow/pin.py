@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Sequence
+import contextlib
 import logging
 from typing import Any
 
@@ -36,6 +37,7 @@ from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import cpuchoice
+from osc_cpumigrate.workflow import gate
 from osc_cpumigrate.workflow import hostlock
 from osc_cpumigrate.workflow import restart
 from osc_cpumigrate.workflow import rows
@@ -49,10 +51,12 @@ def pin(ctx: common.Context, host_name: str, *,
         dry_run: bool = False, ignore_guest_floor: bool = False,
         destinations: Sequence[str] = ()) -> list[rows.PinRow]:
     """Pin the servers of ``host_name`` (all, or those named); with
-    ``destinations``, pinned means their libvirt accepts the live CPU."""
+    ``destinations``, pinned means their libvirt accepts the live CPU, and
+    only those whose migration one of them would accept are restarted."""
     with restart.session(ctx, host_name, servers, method) as (
             host, conf, selected), cpuchoice.live_cpu_judge(
-                ctx, destinations) as refused:
+                ctx, destinations) as refused, \
+            contextlib.ExitStack() as stack:
         common.finish_pending_restart(ctx, host, conf, dry_run=dry_run)
         judge = refused if destinations else None
         goal = goal_of(conf, judge)
@@ -60,6 +64,10 @@ def pin(ctx: common.Context, host_name: str, *,
         guard(ctx, host, conf, work)
         if not ignore_guest_floor:
             refuse_floors(ctx, host, conf, work, goal)
+        others = [d for d in destinations if d != host_name]
+        refuse_unmovable(ctx, host, conf, work, goal, opener=lambda: (
+            gate.Gate.open(ctx, stack, others, selected) if others
+            else None))
         stopped = restart.run(ctx, host, work, goal, method=method,
                               dry_run=dry_run)
         keep = stopped or any(common.busy(s) for s in selected)
@@ -183,17 +191,59 @@ def refuse_floors(ctx: common.Context, host: host_api.Host,
                   goal: restart.Goal) -> None:
     """Refuse the servers whose guest needs more than the transition CPU."""
     floor_guard = cpuchoice.floor_guard(ctx)
-    allowed = []
-    for server, guest in work.todo:
-        # A server we stopped was running before: it starts again.
-        why = None if restart.stopped_by_us(server) else floor_guard(
-            server, conf.settings, host)
-        if why:
-            work.settle(restart.row(goal, server, host.name, rows.REFUSED,
-                                    why, before=guest))
-        else:
-            allowed.append((server, guest))
-    work.todo = allowed
+    work.refuse(goal, host.name, lambda server, _guest: floor_guard(
+        server, conf.settings, host))
+
+
+def refuse_unmovable(ctx: common.Context, host: host_api.Host,
+                     conf: host_api.ConfState, work: restart.Plan,
+                     goal: restart.Goal, *,
+                     opener: Callable[[], gate.Gate | None]) -> None:
+    """Refuse, before any restart, the servers Nova would put in ERROR
+    on the transition CPU (required CPU traits its model lacks) and, with
+    destinations, those no destination would take (the gate)."""
+    if not work.todo:
+        return
+    cpu_map = gate.read_cpu_map(host)
+    models = gate.configured_models(conf.settings, cpu_map)
+    checker = opener()
+    if checker is None:
+        ctx.progress('%s: no --destination: pin cannot check that each '
+                     'server\'s migration will be accepted' % host.name)
+    cpu_xml = None if checker is None else transition_xml(
+        host, conf.settings, cpu_map)
+    work.refuse(goal, host.name, lambda server, guest: (
+        gate.trait_problem(server, models)
+        or unmovable(ctx, checker, server, cpu_xml, guest)))
+
+
+def transition_xml(host: host_api.Host, settings: host_api.CpuSettings,
+                   cpu_map: Any) -> str:
+    """The ``<cpu>`` the servers will get, for the destinations'
+    comparison."""
+    from osc_cpumigrate.cpu import transition
+
+    try:
+        return transition.explicit(cpu_map, settings.model or '',
+                                   settings.extra_flags).as_xml()
+    except ValueError as exc:
+        raise WorkflowError('no server on %s was restarted: its transition '
+                            'CPU %s: %s' % (host.name, settings.describe(),
+                                            exc)) from None
+
+
+def unmovable(ctx: common.Context, checker: gate.Gate | None, server: Any,
+              cpu_xml: str | None,
+              guest: host_api.GuestCpu | None) -> str | None:
+    """Why no destination would accept the server's migration once it
+    runs the transition CPU, or None (warnings go to progress)."""
+    if checker is None:
+        return None
+    verdict = checker.verdict(server, cpu_xml=cpu_xml,
+                              machine=guest.machine if guest else None)
+    for text in verdict.warnings:
+        ctx.progress('%s: %s' % (server.name or server.id, text))
+    return None if verdict.accepting else verdict.reason()
 
 
 def restore(ctx: common.Context, host: host_api.Host,

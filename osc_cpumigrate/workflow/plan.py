@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -54,6 +55,7 @@ from osc_cpumigrate.host import api as host_api
 from osc_cpumigrate.types import Capacity
 from osc_cpumigrate.workflow import common
 from osc_cpumigrate.workflow import cpuchoice
+from osc_cpumigrate.workflow import gate
 from osc_cpumigrate.workflow import rows
 from osc_cpumigrate.workflow.restart import stopped_by_us
 
@@ -66,36 +68,6 @@ COLD = 'migration'
 DEFAULT_BANDWIDTH = 125_000_000
 #: How many recent live migrations the bandwidth is learnt from.
 RECENT = 10
-POLICIES = ('affinity', 'anti-affinity', 'soft-affinity',
-            'soft-anti-affinity')
-
-
-@dataclasses.dataclass(frozen=True)
-class Group:
-    name: str
-    policy: str
-    members: tuple[str, ...]
-    #: anti-affinity's ``max_server_per_host`` rule (microversion 2.64).
-    max_per_host: int = 1
-
-
-def server_groups(ctx: common.Context) -> dict[str, Group]:
-    """Server ID -> its server group."""
-    found = {}
-    for group in ctx.cloud.server_groups():
-        policy = group.policy or (group.policies or [''])[0]
-        if policy not in POLICIES:
-            continue
-        rules = group.rules if isinstance(group.rules, dict) else {}
-        try:
-            most = max(1, int(rules.get('max_server_per_host') or 1))
-        except (TypeError, ValueError):
-            most = 1
-        value = Group(group.name or group.id, policy,
-                      tuple(group.member_ids or ()), most)
-        for member in value.members:
-            found[member] = value
-    return found
 
 
 class Packer:
@@ -103,7 +75,8 @@ class Packer:
     lock, honouring server groups: parallel sources never overfill a
     destination nor put anti-affinity members together."""
 
-    def __init__(self, free: dict[str, Capacity], groups: dict[str, Group],
+    def __init__(self, free: dict[str, Capacity],
+                 groups: dict[str, gate.Group],
                  placed: dict[str, str]) -> None:
         self.free = dict(free)
         self.groups = groups
@@ -115,27 +88,26 @@ class Packer:
            moving: Sequence[Any]) -> Packer:
         """From Placement and the server groups; the hosts of group members
         that are not moving are looked up (one GET each)."""
-        groups = server_groups(ctx)
-        placed = {s.id: s.compute_host for s in moving if s.id in groups}
-        for sid in {m for g in groups.values() for m in g.members}:
-            if sid not in placed:
-                try:
-                    placed[sid] = ctx.cloud.get_server(sid).compute_host
-                except common.RECOVERABLE:
-                    continue
+        # soft policies are a preference: the packer follows them where
+        # room allows and says so when it cannot; the gate only warns
+        groups = gate.server_groups(ctx)
+        placed = gate.member_hosts(ctx, groups, moving)
         free = {d: ctx.cloud.capacity(d) for d in dict.fromkeys(destinations)}
         return cls(free, groups, placed)
 
-    def book(self, server: Any) -> tuple[str, str]:
+    def book(self, server: Any,
+             accepting: Sequence[str] | None = None) -> tuple[str, str]:
         """(destination, note) with its capacity booked, the note a soft
-        policy's preference it could not meet (or ''); or ('', why
-        not)."""
+        policy's preference it could not meet (or ''); or ('', why not).
+        Only among ``accepting`` (the gate's verdict) when given."""
         with self.lock:
+            hosts = [d for d in self.free
+                     if accepting is None or d in accepting]
             group = self.groups.get(server.id)
             if group is None:
-                best = self._take(list(self.free), server)
+                best = self._take(hosts, server)
                 return best, '' if best else 'no destination has room'
-            best, note = self._grouped(group, server)
+            best, note = self._grouped(group, server, hosts)
             if best:
                 self.placed[server.id] = best
             return best, note
@@ -157,11 +129,11 @@ class Packer:
             self.free[best] = free[best]
         return best
 
-    def _grouped(self, group: Group, server: Any) -> tuple[str, str]:
+    def _grouped(self, group: gate.Group, server: Any,
+                 hosts: list[str]) -> tuple[str, str]:
         others = collections.Counter(
             self.placed[m] for m in group.members
             if m != server.id and m in self.placed)
-        hosts = list(self.free)
         name = group.name
         if group.policy == 'anti-affinity':
             best = self._take([h for h in hosts if others[h]
@@ -268,9 +240,9 @@ def require_hosts(ctx: common.Context, sources: Sequence[str],
 
 class Look:
     """What a source's nova.conf and domains say about its servers: pinned
-    already, or refused a transition CPU by its guest floor.  The
-    transition CPU is worked out (as ``prepare`` would) only when a server
-    still needs pinning."""
+    already, or refused a transition CPU by its guest floor or required
+    CPU traits.  The transition CPU is worked out (as ``prepare`` would)
+    only when a server still needs pinning."""
 
     def __init__(self, ctx: common.Context, host: host_api.Host,
                  destinations: Sequence[str], *, model: str,
@@ -282,30 +254,50 @@ class Look:
         self.host_cpu: host_api.HostCpu | None = None
         self.guard: Any = None
         self.settings: host_api.CpuSettings | None = None
+        self.cpu: Any = None              # cpu.transition.TransitionCpu
         self.error = ''
+        self.guests: dict[str, host_api.GuestCpu] = {}
+
+    def guest(self, server: Any) -> host_api.GuestCpu:
+        if server.id not in self.guests:
+            self.guests[server.id] = self.host.guest_cpu(server.id)
+        return self.guests[server.id]
 
     def pinned(self, server: Any) -> bool:
-        guest = self.host.guest_cpu(server.id)
+        guest = self.guest(server)
         if self.conf.transitioned:
             return common.runs_settings(guest, self.conf.settings)
         if self.host_cpu is None:
             self.host_cpu = self.host.host_cpu()
         return not common.is_native(guest, self.conf.original, self.host_cpu)
 
-    def floor(self, server: Any) -> str | None:
-        """Why pin would refuse the server (its guest floor), or None."""
-        if self.ignore_guest_floor:
-            return None
-        if self.guard is None and not self.error:
+    def refusal(self, server: Any) -> str | None:
+        """Why pin would refuse the server (its guest floor, its required
+        CPU traits against the transition model), or None."""
+        if self.cpu is None and not self.error:
             self._transition()
         if self.error:
             return self.error
-        return self.guard(server, self.settings, self.host)
+        if not self.ignore_guest_floor:
+            why = self.guard(server, self.settings, self.host)
+            if why:
+                return why
+        return gate.trait_problem(
+            server, {self.cpu.model: self.cpu.model_features})
 
     def _transition(self) -> None:
+        from osc_cpumigrate.cpu import transition
+
         if self.conf.transitioned:
             self.settings = self.conf.settings
-            self.guard = cpuchoice.floor_guard(self.ctx)
+            try:
+                self.cpu = transition.explicit(
+                    gate.read_cpu_map(self.host), self.settings.model or '',
+                    self.settings.extra_flags)
+            except (ValueError, WorkflowError) as exc:
+                self.error = 'its transition CPU: %s' % exc
+                return
+            self.guard = cpuchoice.floor_guard(self.ctx, self.cpu.features)
             return
         found = cpuchoice.survey(self.ctx, self.host.name, self.destinations,
                                  self.model, self.flags)
@@ -318,6 +310,7 @@ class Look:
             self.error = ('the transition CPU %s is refused by %s'
                           % (found.cpu.describe(), refused))
             return
+        self.cpu = found.cpu
         self.settings = host_api.CpuSettings(
             'custom', (found.cpu.model,), tuple(found.cpu.extra_flags))
         self.guard = cpuchoice.floor_guard(self.ctx, found.cpu.features)
@@ -338,10 +331,26 @@ class Look:
             return '', [], 'stays on %s: %s' % (source, server.status)
         if self.pinned(server):
             return LIVE, ['live migration'], ''
-        why = self.floor(server)
+        why = self.refusal(server)
         if why:
             return '', [], why
         return LIVE, ['pin restart', 'live migration'], ''
+
+    def verdict(self, checker: gate.Gate, server: Any,
+                steps: Sequence[str]) -> gate.Verdict | None:
+        """The gate on the move ``steps`` describe (None: a migration
+        under way or a stopped server to start first is not judged)."""
+        if steps[0] == 'cold migration':
+            return checker.verdict(server, cpu_xml=None, machine=None,
+                                   live=False)
+        if steps[0] == 'pin restart':
+            return checker.verdict(server, cpu_xml=self.cpu.as_xml(),
+                                   machine=self.guest(server).machine)
+        if steps[0] == 'live migration':
+            guest = self.guest(server)
+            return checker.verdict(server, cpu_xml=guest.xml,
+                                   machine=guest.machine)
+        return None
 
 
 @dataclasses.dataclass
@@ -381,28 +390,35 @@ def build(ctx: common.Context, *, sources: Sequence[str],
     found: list[rows.PlanRow] = []
     to_pin: set[str] = set()
     limits: dict[str, int] = {}
-    for source, servers in listed.items():
-        with ctx.host(source) as host:
+    with contextlib.ExitStack() as stack:
+        checker = gate.Gate.open(ctx, stack, destinations, [
+            s for servers in listed.values() for s in servers])
+        for source, servers in listed.items():
+            host = stack.enter_context(ctx.host(source))
             look = Look(ctx, host, destinations, model=model, flags=flags,
                         ignore_guest_floor=ignore_guest_floor)
             limits[source] = look.conf.max_live_migrations
             if look.conf.transitioned:
                 to_pin.add(source)
             for server in servers:
-                found.append(server_row(look, server, packer, speed,
-                                        finalize=finalize))
+                found.append(server_row(look, checker, server, packer,
+                                        speed, finalize=finalize))
                 if found[-1].steps.startswith(('pin', 'start')):
                     to_pin.add(source)
     return Draft(found, to_pin, speed, initial, limits)
 
 
-def server_row(look: Look, server: Any, packer: Packer, speed: Bandwidth, *,
-               finalize: str) -> rows.PlanRow:
+def server_row(look: Look, checker: gate.Gate, server: Any, packer: Packer,
+               speed: Bandwidth, *, finalize: str) -> rows.PlanRow:
     source = look.host.name
     kind, steps, why = look.steps(server)
     destination = note = ''
+    verdict = look.verdict(checker, server, steps) if not why else None
+    if verdict is not None and not verdict.accepting:
+        why = verdict.reason()
     if not why:
-        destination, note = packer.book(server)
+        destination, note = packer.book(
+            server, verdict.accepting if verdict is not None else None)
         why = '' if destination else note
     if why:
         return rows.PlanRow(

@@ -111,6 +111,22 @@ class Plan:
         return [self.results[s.id] for s in self.servers
                 if s.id in self.results]
 
+    def refuse(self, goal: Goal, host: str,
+               why: Callable[[Any, host_api.GuestCpu | None], str | None]
+               ) -> None:
+        """Settle as refused the servers to restart for which ``why``
+        gives a reason; a server an interrupted stop-start left stopped
+        was running before and starts again, unasked."""
+        allowed = []
+        for server, guest in self.todo:
+            reason = None if stopped_by_us(server) else why(server, guest)
+            if reason:
+                self.settle(row(goal, server, host, rows.REFUSED, reason,
+                                before=guest))
+            else:
+                allowed.append((server, guest))
+        self.todo = allowed
+
 
 def row(goal: Goal, server: Any, host: str, result: str, reason: str = '',
         before: host_api.GuestCpu | None = None,

@@ -112,7 +112,8 @@ def test_guest_cpu_defaults():
 def test_host_cpu_parts():
     caps = virsh.parse_capabilities(CAPABILITIES)
     assert caps == {'arch': 'x86_64', 'vendor': 'AMD', 'model': 'EPYC-Rome',
-                    'features': frozenset({'x2apic', 'topoext'})}
+                    'features': frozenset({'x2apic', 'topoext'}),
+                    'machines': frozenset(), 'numa_cells': None}
     dom = virsh.parse_domcapabilities(DOMCAPABILITIES)
     assert dom['host_model'] == 'EPYC-Rome'
     assert dom['host_model_features'] == {'x2apic', 'topoext'}
@@ -200,6 +201,23 @@ def test_realistic_capabilities_are_the_raw_host_cpu():
     assert (caps['vendor'], caps['model']) == ('AMD', 'EPYC-Rome')
     assert {'svm-lock', 'ibs', 'topoext', 'invtsc'} <= caps['features']
     assert 'hypervisor' not in caps['features']
+    # the machine types its QEMU offers, aliases by their canonical name
+    assert {'pc-q35-7.2', 'q35', 'pc-q35-5.0'} <= caps['machines']
+
+
+def test_guest_machine_type_comes_from_os_type():
+    cpu = virsh.parse_guest_cpu(
+        "<domain><os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type>"
+        "</os><cpu><model>kvm64</model></cpu></domain>")
+    assert cpu.machine == 'pc-q35-7.2'
+    assert virsh.parse_guest_cpu('<domain/>').machine is None
+
+
+def test_numa_cells_of_capabilities():
+    caps = virsh.parse_capabilities(
+        "<capabilities><host><cpu><arch>x86_64</arch></cpu><topology>"
+        "<cells num='2'/></topology></host></capabilities>")
+    assert caps['numa_cells'] == 2
 
 
 def test_realistic_domcapabilities_are_the_host_model():
