@@ -38,6 +38,7 @@ from osc_cpumigrate import audit as audit_log
 from osc_cpumigrate.choices import RESTART_METHODS
 from osc_cpumigrate.cloud import Cloud
 from osc_cpumigrate.cloud import flavor_needs
+from osc_cpumigrate.cloud import unanswered
 from osc_cpumigrate.errors import describe
 from osc_cpumigrate.errors import PartialFailure
 from osc_cpumigrate.errors import WorkflowError
@@ -59,6 +60,21 @@ BUSY = ('BUILD', 'REBOOT', 'HARD_REBOOT', 'MIGRATING', 'RESIZE',
 def reason(exc: BaseException) -> str:
     """One line for a failed step's row."""
     return describe(exc)
+
+
+def send(ctx: Context, server: Any, action: Callable[[], Any], *,
+         what: str, then: str) -> None:
+    """Send an action (stop, start, a migration).  One that got no answer
+    (a timeout, a dropped connection, 502/504) may have happened: it is
+    never sent again here; progress says so and the caller's wait
+    decides.  Any other error is raised."""
+    try:
+        action()
+    except Exception as exc:
+        if not unanswered(exc):
+            raise
+        ctx.progress('%s: no answer to the %s (%s): %s'
+                     % (server.name, what, reason(exc), then))
 
 
 def busy(server: Any) -> str | None:

@@ -21,6 +21,7 @@ since microversion 2.34 a failed pre-check still answers 202.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
 import contextlib
 import dataclasses
@@ -35,7 +36,6 @@ from osc_cpumigrate.cloud import flavor_needs
 from osc_cpumigrate.cloud import MIGRATION_DONE
 from osc_cpumigrate.cloud import MIGRATION_FAILED
 from osc_cpumigrate.cloud import parse_time
-from osc_cpumigrate.cloud import unanswered as cloud_unanswered
 from osc_cpumigrate.errors import HostError
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
@@ -405,10 +405,10 @@ def live_migrate(ctx: common.Context, server: Any, source: str, dest: str,
         ctx.progress('%s: live-migrating from %s to %s'
                      % (server.name, source, dest))
         try:
-            cloud.live_migrate(server, dest)
+            send_migration(ctx, server, lambda: cloud.live_migrate(server,
+                                                                   dest))
         except Exception as exc:
-            if not unanswered(exc, ctx, server):
-                raise refused(ctx, server, exc) from None
+            raise refused(ctx, server, exc) from None
     record = follow(ctx, server, LIVE, known, timeout, on_timeout, pace)
     pace.learn(server, record)
     dest = record.dest_compute or dest
@@ -424,10 +424,10 @@ def cold_migrate(ctx: common.Context, server: Any, source: str, dest: str,
         ctx.progress('%s: cold-migrating (it is %s) from %s to %s'
                      % (server.name, server.status, source, dest))
         try:
-            cloud.cold_migrate(server, dest)
+            send_migration(ctx, server, lambda: cloud.cold_migrate(server,
+                                                                   dest))
         except Exception as exc:
-            if not unanswered(exc, ctx, server):
-                raise refused(ctx, server, exc, kind=COLD) from None
+            raise refused(ctx, server, exc, kind=COLD) from None
         follow(ctx, server, COLD, known, timeout, on_timeout=None)
     server = cloud.wait_for_server(server, 'VERIFY_RESIZE', ctx.server_timeout)
     cloud.confirm_resize(server)
@@ -435,16 +435,13 @@ def cold_migrate(ctx: common.Context, server: Any, source: str, dest: str,
                                  ctx.server_timeout, host=server.compute_host)
 
 
-def unanswered(exc: Exception, ctx: common.Context, server: Any) -> bool:
-    """True if the migration request got no answer: it may have started,
-    and following it (a new record, or none within RECORD_GRACE) tells.
-    Never sent again: a second migration of the same server is not
-    harmless."""
-    if not cloud_unanswered(exc):
-        return False
-    ctx.progress('%s: no answer to the migration request (%s): following '
-                 'whatever Nova does' % (server.name, common.reason(exc)))
-    return True
+def send_migration(ctx: common.Context, server: Any,
+                   request: Callable[[], Any]) -> None:
+    """A migration request that got no answer may have started: following
+    it (a new record, or none within RECORD_GRACE) tells.  Never sent
+    again: a second migration of the same server is not harmless."""
+    common.send(ctx, server, request, what='migration request',
+                then='following whatever Nova does')
 
 
 def refused(ctx: common.Context, server: Any, exc: Exception, *,

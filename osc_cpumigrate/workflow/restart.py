@@ -47,7 +47,6 @@ from openstack import exceptions as sdk_exc
 
 from osc_cpumigrate import errors
 from osc_cpumigrate.choices import POWER_CUT_METHOD
-from osc_cpumigrate.cloud import unanswered
 from osc_cpumigrate.errors import http_message
 from osc_cpumigrate.errors import WorkflowError
 from osc_cpumigrate.host import api as host_api
@@ -305,14 +304,8 @@ def stop(ctx: common.Context, server: Any) -> None:
     the key stays while it may)."""
     cloud = ctx.cloud
     try:
-        try:
-            cloud.stop(server)
-        except Exception as exc:
-            if not unanswered(exc):
-                raise
-            ctx.progress('%s: no answer to the stop (%s): waiting to see '
-                         'whether Nova stops it' % (server.name,
-                                                   common.reason(exc)))
+        common.send(ctx, server, lambda: cloud.stop(server), what='stop',
+                    then='waiting to see whether Nova stops it')
         cloud.wait_for_server(server, 'SHUTOFF', ctx.server_timeout)
     except (sdk_exc.HttpException, WorkflowError):
         found = cloud.get_server(server)
@@ -356,11 +349,5 @@ def start_stopped(ctx: common.Context, server: Any) -> Any:
 def send_start(ctx: common.Context, server: Any) -> None:
     """The start action; one that got no answer is waited on as if sent
     (the wait for ACTIVE that follows decides)."""
-    try:
-        ctx.cloud.start(server)
-    except Exception as exc:
-        if not unanswered(exc):
-            raise
-        ctx.progress('%s: no answer to the start (%s): waiting to see '
-                     'whether Nova starts it' % (server.name,
-                                                common.reason(exc)))
+    common.send(ctx, server, lambda: ctx.cloud.start(server), what='start',
+                then='waiting to see whether Nova starts it')
