@@ -201,11 +201,13 @@ class AuditedHost:
         return change
 
     def apply_transition(self, model: str, flags: Any = (), *,
-                         dry_run: bool = False) -> Any:
+                         destinations: Any = (), dry_run: bool = False) -> Any:
         if dry_run:
-            return self._host.apply_transition(model, flags, dry_run=True)
+            return self._host.apply_transition(
+                model, flags, destinations=destinations, dry_run=True)
         return self._conf_change('nova-conf-written', lambda: (
-            self._host.apply_transition(model, flags)))
+            self._host.apply_transition(model, flags,
+                                        destinations=destinations)))
 
     def restore_original(self, *, dry_run: bool = False) -> Any:
         if dry_run:

@@ -98,6 +98,9 @@ class ConfState:
     virt_type: str | None = None
     #: ``[workarounds] skip_cpu_compare_at_startup``.
     skip_cpu_compare_at_startup: bool = False
+    #: The destinations prepare was given, as its marker records them
+    #: (pin checks the migrations to them when it is given none).
+    destinations: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,9 +29,13 @@ libvirt domain has the transition CPU, then restores the original nova.conf
 and restarts nova-compute.  Asks before restarting servers; without a
 terminal, give ``--auto-approve``.
 
+The destinations that decide which servers can move are those given with
+``--destination``, else those ``prepare`` was given (its nova.conf marker
+records them).
+
 Example::
 
-    openstack cpumigrate pin intel-1 --destination amd-1 --auto-approve
+    openstack cpumigrate pin intel-1 --auto-approve
 
 Next: ``openstack cpumigrate migrate intel-1 --destination amd-1
 --destination amd-2`` (runbook step 8)."""
@@ -50,7 +54,8 @@ Next: ``openstack cpumigrate migrate intel-1 --destination amd-1
             parser, required=False,
             help_='Destination host migrate will use (repeat for more): '
                   'a server no destination would accept is refused '
-                  'before it is restarted')
+                  'before it is restarted (default: those prepare was '
+                  'given; with none known, pin restarts nobody)')
         base.add_restart_options(parser, restarts_compute=True)
         base.add_long(parser)
         return parser

@@ -46,13 +46,16 @@ class Host(Protocol):
         """Read and parse nova.conf; HostError if unreadable or unparsable."""
 
     def apply_transition(self, model: str, flags: Sequence[str] = (), *,
+                         destinations: Sequence[str] = (),
                          dry_run: bool = False) -> Change:
         """Set cpu_mode=custom, cpu_models=model, cpu_model_extra_flags=flags.
 
         Backup, atomic write, read-back verification.  If the file already
         holds exactly these transition settings, returns ``changed=False``.
         If it holds different transition settings, the original is the base
-        (the earlier transition is replaced, the backup kept).
+        (the earlier transition is replaced, the backup kept).  The marker
+        records ``destinations`` (none given: those recorded are kept); when
+        only they change, ``before == after`` and the marker keeps its time.
         """
 
     def restore_original(self, *, dry_run: bool = False) -> Change:

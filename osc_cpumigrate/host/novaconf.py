@@ -47,7 +47,8 @@ MARKER_PREFIX = '# cpumigrate: transition CPU set '
 _MARKER_RE = re.compile(
     r'^#\s*cpumigrate: transition CPU set '
     r'(?P<at>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)'
-    r' by osc-cpumigrate; original saved as (?P<backup>.+?)'
+    r' by osc-cpumigrate(?: for (?P<dest>[^\s;]+))?;'
+    r' original saved as (?P<backup>.+?)'
     r'(?: \(sha256 (?P<sha>[0-9a-f]{64})\))?\s*$'
 )
 
@@ -60,6 +61,9 @@ ORIGINAL_NONE = '# cpumigrate: the original sets no CPU option'
 # newlines, '=') could corrupt nova.conf, so it is refused before editing.
 _MODEL_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
 _FLAG_RE = re.compile(r'[+-]?[A-Za-z0-9][A-Za-z0-9_.-]*')
+# Host names as Nova's service records hold them (the marker lists the
+# destinations prepare was given, comma-separated, with no space or ';').
+_HOST_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.@:-]*')
 
 SECRET_WORDS = ('password', 'secret', 'token', 'key')
 MASK = '***'
@@ -91,6 +95,9 @@ class Marker:
     changed_at: datetime.datetime
     backup: str
     backup_sha256: str | None = None   # of the original, as written
+    #: The destinations prepare was given (pin checks each server's
+    #: migration to them when it is given none).
+    destinations: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +287,7 @@ def find_marker(text: str) -> Marker | None:
                     at.replace(tzinfo=datetime.timezone.utc),
                     match['backup'],
                     match['sha'],
+                    tuple(match['dest'].split(',')) if match['dest'] else (),
                 )
     return None
 
@@ -307,14 +315,25 @@ def backup_path(conf_path: str, when: datetime.datetime,
 
 
 def marker_line(when: datetime.datetime, backup: str,
-                backup_sha256: str | None = None) -> str:
+                backup_sha256: str | None = None,
+                destinations: Sequence[str] = ()) -> str:
     """The marker comment; with the original's sha256, so a backup that was
-    changed afterwards is never restored as if it were the original."""
+    changed afterwards is never restored as if it were the original; and
+    the destinations prepare was given, for pin."""
     if '\n' in backup or '\r' in backup:
         raise NovaConfError('backup path must be one line')
-    return '%s%s by osc-cpumigrate; original saved as %s%s' % (
-        MARKER_PREFIX, _utc(when).strftime('%Y-%m-%dT%H:%M:%SZ'), backup,
+    check_destinations(destinations)
+    return '%s%s by osc-cpumigrate%s; original saved as %s%s' % (
+        MARKER_PREFIX, _utc(when).strftime('%Y-%m-%dT%H:%M:%SZ'),
+        ' for ' + ','.join(destinations) if destinations else '', backup,
         ' (sha256 %s)' % backup_sha256 if backup_sha256 else '')
+
+
+def check_destinations(destinations: Sequence[str]) -> None:
+    """Refuse host names that could break the marker comment."""
+    for name in destinations:
+        if not _HOST_RE.fullmatch(name or ''):
+            raise NovaConfError('invalid destination host name %r' % name)
 
 
 def check_model_and_flags(model: str, flags: Sequence[str]) -> None:
@@ -334,7 +353,8 @@ def transition_settings(model: str, flags: Sequence[str] = ()) -> CpuSettings:
 
 
 def apply_transition(text: str, model: str, flags: Sequence[str],
-                     when: datetime.datetime, backup: str) -> str:
+                     when: datetime.datetime, backup: str,
+                     destinations: Sequence[str] = ()) -> str:
     """Return ``text`` with the transition CPU settings in ``[libvirt]``.
 
     Every ``cpu_mode`` / ``cpu_models`` / ``cpu_model`` (deprecated name) /
@@ -342,7 +362,8 @@ def apply_transition(text: str, model: str, flags: Sequence[str],
     the marker comment and the new options go where the first of them was
     (or after the last option of the last ``[libvirt]``, or in a new
     ``[libvirt]`` at the end).  Deterministic: same input, same output, which
-    is what lets a later process prove the file is still ours.
+    is what lets a later process prove the file is still ours.  The marker
+    records ``destinations`` (those prepare was given), for pin.
     """
     check_model_and_flags(model, flags)
     blocks = _parse(text)
@@ -353,7 +374,7 @@ def apply_transition(text: str, model: str, flags: Sequence[str],
         for b in blocks
         if b.section == SECTION and b.kind == 'option' and b.key in CPU_OPTIONS
     ]
-    new = [marker_line(when, backup, sha256(text)) + eol,
+    new = [marker_line(when, backup, sha256(text), destinations) + eol,
            *original_lines(lines, cpu_blocks, eol),
            '%s = custom%s' % (CPU_MODE, eol),
            '%s = %s%s' % (CPU_MODELS, model, eol)]

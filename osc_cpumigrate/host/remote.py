@@ -565,6 +565,7 @@ class RemoteHost:
                 settings.extra_flags,
                 snap.marker.changed_at,
                 snap.marker.backup,
+                snap.marker.destinations,
             )
         except novaconf.NovaConfError:
             return False
@@ -624,6 +625,7 @@ class RemoteHost:
             transitioned=snap.marker is not None, original=original,
             backup=snap.marker.backup if snap.marker else None,
             changed_at=snap.marker.changed_at if snap.marker else None,
+            destinations=snap.marker.destinations if snap.marker else (),
             problem=problem,
             max_live_migrations=novaconf.max_live_migrations(snap.text),
             **novaconf.cpu_check_options(snap.text))
@@ -641,10 +643,12 @@ class RemoteHost:
         return None
 
     def apply_transition(self, model: str, flags: Sequence[str] = (), *,
+                         destinations: Sequence[str] = (),
                          dry_run: bool = False) -> Change:
-        flags = tuple(flags)
+        flags, destinations = tuple(flags), tuple(destinations)
         try:
             novaconf.check_model_and_flags(model, flags)
+            novaconf.check_destinations(destinations)
         except novaconf.NovaConfError as exc:
             raise HostError(str(exc)) from None
         snap = self._load()
@@ -653,10 +657,16 @@ class RemoteHost:
         when = self._host_now()
         if snap.marker:
             self._refuse_foreign_edit(snap, 'change it again')
-            if snap.settings == target:
+            kept = snap.marker.destinations
+            if snap.settings == target and destinations in ((), kept):
                 return Change(
                     snap.path, snap.settings, target, None, '', False
                 )
+            if snap.settings == target:
+                # Only the destinations change: the CPU was set when the
+                # marker says, and nova-compute need not restart for this.
+                when = snap.marker.changed_at
+            destinations = destinations or kept
             base = self._original_text(snap)
             backup = snap.marker.backup
         else:
@@ -671,7 +681,7 @@ class RemoteHost:
                     snap.path, when, self.run_id)
         try:
             new_text = novaconf.apply_transition(
-                base, model, flags, when, backup
+                base, model, flags, when, backup, destinations
             )
         except novaconf.NovaConfError as exc:
             raise HostError(

@@ -43,4 +43,5 @@ def show_host(ctx: common.Context, host_name: str) -> rows.HostRow:
         backup=conf.backup or '',
         changed_at=(conf.changed_at.strftime('%Y-%m-%dT%H:%M:%SZ')
                     if conf.changed_at else ''),
+        destinations=', '.join(conf.destinations),
         servers=len(servers), problem=conf.problem or '')

@@ -50,15 +50,17 @@ def pin(ctx: common.Context, host_name: str, *,
         servers: Sequence[str] = (), method: str = DEFAULT_RESTART_METHOD,
         dry_run: bool = False, ignore_guest_floor: bool = False,
         destinations: Sequence[str] = ()) -> list[rows.PinRow]:
-    """Pin the servers of ``host_name`` (all, or those named); with
-    ``destinations``, pinned means their libvirt accepts the live CPU, and
-    only those whose migration one of them would accept are restarted."""
+    """Pin the servers of ``host_name`` (all, or those named).  Pinned
+    means the destinations' libvirt accepts the live CPU, and only those
+    whose migration one of them would accept are restarted.  Without
+    ``destinations``: those prepare recorded in nova.conf's marker."""
     with restart.session(ctx, host_name, servers, method) as (
-            host, conf, selected), cpuchoice.live_cpu_judge(
-                ctx, destinations) as refused, \
-            contextlib.ExitStack() as stack:
+            host, conf, selected), contextlib.ExitStack() as stack:
         common.finish_pending_restart(ctx, host, conf, dry_run=dry_run)
-        judge = refused if destinations else None
+        destinations = known_destinations(ctx, host_name, conf,
+                                          destinations)
+        judge = stack.enter_context(cpuchoice.live_cpu_judge(
+            ctx, destinations)) if destinations else None
         goal = goal_of(conf, judge)
         work = plan(ctx, host, selected, conf, goal, judge)
         guard(ctx, host, conf, work)
@@ -80,6 +82,20 @@ def pin(ctx: common.Context, host_name: str, *,
                 'nova-compute; the next "openstack cpumigrate pin %s" '
                 'finishes it' % (host_name, host_name))) from None
         return common.finish(work.rows(), extra=extra)
+
+
+def known_destinations(ctx: common.Context, host_name: str,
+                       conf: host_api.ConfState,
+                       given: Sequence[str]) -> tuple[str, ...]:
+    """The destinations given, else those prepare recorded (said on
+    stderr, so the operator sees which hosts the gate asks)."""
+    if given:
+        return tuple(given)
+    if conf.transitioned and conf.destinations:
+        ctx.progress('%s: checking migrations to %s, the destinations '
+                     'prepare was given' % (host_name,
+                                            ', '.join(conf.destinations)))
+    return conf.destinations if conf.transitioned else ()
 
 
 def goal_of(conf: host_api.ConfState,
@@ -200,18 +216,22 @@ def refuse_unmovable(ctx: common.Context, host: host_api.Host,
                      goal: restart.Goal, *,
                      opener: Callable[[], gate.Gate | None]) -> None:
     """Refuse, before any restart, the servers Nova would put in ERROR
-    on the transition CPU (required CPU traits its model lacks) and, with
-    destinations, those no destination would take (the gate)."""
+    on the transition CPU (required CPU traits its model lacks) and those
+    no destination would take (the gate).  With no destination known,
+    restart nobody: a server whose migration would be refused would be
+    restarted for nothing."""
     if not work.todo:
         return
-    cpu_map = gate.read_cpu_map(host)
-    models = gate.configured_models(conf.settings, cpu_map)
     checker = opener()
     if checker is None:
-        ctx.progress('%s: no --destination: pin cannot check that each '
-                     'server\'s migration will be accepted' % host.name)
-    cpu_xml = None if checker is None else transition_xml(
-        host, conf.settings, cpu_map)
+        raise WorkflowError(
+            'no server on %s was restarted: pin needs the hosts migrate '
+            'will use, to check that each server\'s migration will be '
+            'accepted: give --destination (prepare %s recorded none)'
+            % (host.name, host.name))
+    cpu_map = gate.read_cpu_map(host)
+    models = gate.configured_models(conf.settings, cpu_map)
+    cpu_xml = transition_xml(host, conf.settings, cpu_map)
     work.refuse(goal, host.name, lambda server, guest: (
         gate.trait_problem(server, models)
         or unmovable(ctx, checker, server, cpu_xml, guest)))
@@ -232,13 +252,10 @@ def transition_xml(host: host_api.Host, settings: host_api.CpuSettings,
                                             exc)) from None
 
 
-def unmovable(ctx: common.Context, checker: gate.Gate | None, server: Any,
-              cpu_xml: str | None,
-              guest: host_api.GuestCpu | None) -> str | None:
+def unmovable(ctx: common.Context, checker: gate.Gate, server: Any,
+              cpu_xml: str, guest: host_api.GuestCpu | None) -> str | None:
     """Why no destination would accept the server's migration once it
     runs the transition CPU, or None (warnings go to progress)."""
-    if checker is None:
-        return None
     verdict = checker.verdict(server, cpu_xml=cpu_xml,
                               machine=guest.machine if guest else None)
     for text in verdict.warnings:

@@ -50,12 +50,15 @@ def prepare(ctx: common.Context, host_name: str, *,
     with ctx.host(host_name) as host:
         conf = host.nova_conf()
         unguarded = startup_guard(ctx, host_name, conf)
-        plan = host.apply_transition(model, flags, dry_run=True)
+        plan = host.apply_transition(model, flags, destinations=destinations,
+                                     dry_run=True)
         restarted = common.compute_restarted_since_written(host, conf)
         steps = [step for step, needed in (
             ('disable service', service.status != 'disabled'),
             ('write nova.conf', plan.changed),
-            ('restart nova-compute', plan.changed or not restarted))
+            # The destinations alone change no CPU: no restart for them.
+            ('restart nova-compute',
+             plan.before != plan.after or not restarted))
             if needed]
         if 'restart nova-compute' not in steps:
             require_compute_up(ctx, host_name)
@@ -71,6 +74,7 @@ def prepare(ctx: common.Context, host_name: str, *,
         try:
             service, change = apply(ctx, host, service, plan, steps,
                                     model=model, flags=flags,
+                                    destinations=destinations,
                                     reason=disable_reason or DEFAULT_REASON)
         except KeyboardInterrupt as exc:
             raise errors.interrupted(exc, [], (
@@ -122,7 +126,8 @@ def prepare_row(service: Any, plan: host_api.Change, backup: str,
 
 def apply(ctx: common.Context, host: host_api.Host, service: Any,
           plan: host_api.Change, steps: Sequence[str], *, model: str,
-          flags: Sequence[str], reason: str) -> tuple[Any, host_api.Change]:
+          flags: Sequence[str], destinations: Sequence[str],
+          reason: str) -> tuple[Any, host_api.Change]:
     """Do the steps; on failure put the host back as it was and fail."""
     host_name = host.name
     disabling = 'disable service' in steps
@@ -132,9 +137,13 @@ def apply(ctx: common.Context, host: host_api.Host, service: Any,
     change = plan
     try:
         if 'write nova.conf' in steps:
-            change = host.apply_transition(model, flags)
-            ctx.progress('%s: nova.conf now sets %s (backup %s)'
-                         % (host_name, plan.after.describe(), change.backup))
+            change = host.apply_transition(model, flags,
+                                           destinations=destinations)
+            ctx.progress('%s: nova.conf now sets %s (backup %s)%s'
+                         % (host_name, plan.after.describe(), change.backup,
+                            '; pin will check migrations to '
+                            + ', '.join(destinations) if destinations
+                            else ''))
         if 'restart nova-compute' in steps:
             service = common.restart_compute(ctx, host)
     except (WorkflowError, host_api.HostError) as exc:

@@ -235,6 +235,8 @@ class HostRow:
     original_cpu: Cpu | None      # without cpumigrate's change
     backup: str
     changed_at: str               # when the transition was written (UTC)
+    #: The destinations prepare was given ('amd-1, amd-2'; pin's default).
+    destinations: str
     servers: int
     #: What keeps the original nova.conf from being restored as saved
     #: (backup missing or changed: the marker's lines stand in), or ''.

@@ -275,7 +275,8 @@ def test_api_503_during_prepare(lab):
     labctl(lab.env, 'fault', 'cloud', 'api-503', '6')
     t0 = time.monotonic()
     code, rows, err = cpumigrate(lab.env, 'prepare', lab.source,
-                                 '--cpu-model', 'kvm64')
+                                 '--cpu-model', 'kvm64',
+                                 '--destination', lab.dest)
     assert time.monotonic() - t0 >= 5
     assert 'trying again' in err
     assert [r['Result'] for r in rows] == ['prepared']

@@ -108,23 +108,28 @@ def test_check_names_untransitionable_and_unmovable_servers(lab_env, world):
 
 def test_pin_refuses_them_before_any_restart(lab_env, world):
     cpumigrate(lab_env, 'prepare', 'intel-1', '--cpu-model', 'kvm64')
-    # the traits need no destination: the transition model decides
+    # prepare was given no destination, nor is pin: it restarts nobody
+    conn = sdk(lab_env)
+
+    def actions():
+        return {sid: len(list(conn.compute.server_actions(sid)))
+                for sid in world.values()}
+    before = actions()
     code, rows, err = cpumigrate(lab_env, 'pin', 'intel-1', '--server',
                                  'gate-avx2', '--auto-approve', ok=False)
-    assert code == 1, err
-    [avx2] = rows
-    assert avx2['Result'] == 'refused'
-    assert 'No CPU model match traits' in avx2['Reason']
+    assert code == 1 and rows == [], err
+    assert 'give --destination (prepare intel-1 recorded none)' in err
+    assert actions() == before
     code, rows, err = cpumigrate(lab_env, 'pin', 'intel-1', *DESTS,
                                  '--auto-approve', ok=False)
     assert code == 1, err
     rows = by(rows)
     anti = rows[world['gate-anti']]
     assert rows[world['gate-avx2']]['Result'] == 'refused'
+    assert 'No CPU model match traits' in rows[world['gate-avx2']]['Reason']
     assert anti['Result'] == 'refused'
     assert 'anti-affinity group gate-anti' in anti['Reason']
     assert rows[world['gate-plain']]['Result'] == 'pinned'
-    conn = sdk(lab_env)
     seen = guests(lab_env)
     for name in ('gate-avx2', 'gate-anti'):
         server = conn.compute.get_server(world[name])

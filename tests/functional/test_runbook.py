@@ -165,7 +165,8 @@ def test_guest_floor_and_failed_migration_stop_the_run(lab_env):
     plain = boot(lab_env, 'intel-2', 2, 'floor-plain')
     [rhel] = boot(lab_env, 'intel-2', 1, 'floor-rhel', '--image', 'rhel9')
     before = nova_conf(lab_env, 'intel-2')
-    cpumigrate(lab_env, 'prepare', 'intel-2', '--cpu-model', 'kvm64')
+    cpumigrate(lab_env, 'prepare', 'intel-2', '--cpu-model', 'kvm64',
+               '--destination', 'amd-1')
 
     code, rows, err = cpumigrate(lab_env, 'pin', 'intel-2',
                                  '--auto-approve', ok=False)
@@ -241,8 +242,13 @@ def test_full_runbook_intel_to_amd_and_back(lab_env):
                                                              'disabled')
     assert shown['CPU']['model'] == model
     assert shown['Backup'].startswith('/etc/nova/nova.conf.cpumigrate-')
+    assert shown['Destinations'] == 'amd-1, amd-2'
 
-    rows = by(cpumigrate(lab_env, 'pin', 'intel-1', '--auto-approve')[1])
+    # pin checks the migrations to the destinations prepare was given
+    code, rows, err = cpumigrate(lab_env, 'pin', 'intel-1', '--auto-approve')
+    assert ('checking migrations to amd-1, amd-2, the destinations prepare '
+            'was given') in err
+    rows = by(rows)
     assert {rows[s]['Result'] for s in active} == {'pinned'}
     assert {rows[s]['CPU After']['model'] for s in active} == {model}
     assert (rows[stopped]['Result'], rows[stopped]['Reason']) == (

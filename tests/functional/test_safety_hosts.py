@@ -168,7 +168,8 @@ def test_audit_log_has_one_line_per_change_of_a_runbook(env, tmp_path):
               '--name-prefix', 'audit'])
     [sid] = [s['ID'] for s in osc(env, 'server', 'list', '--all-projects',
                                   '--host', 'intel-1')]
-    for verb in (['prepare', 'intel-1', '--cpu-model', 'kvm64'],
+    for verb in (['prepare', 'intel-1', '--cpu-model', 'kvm64',
+                  '--destination', 'amd-1'],
                  ['pin', 'intel-1', '--method', 'stop-start',
                   '--auto-approve'],
                  ['migrate', 'intel-1', '--destination', 'amd-1'],

@@ -59,7 +59,11 @@ def actions(env, sid):
 
 
 def prepare(env, host):
-    cpumigrate(env, 'prepare', host, '--cpu-model', 'kvm64')
+    """prepare, naming a host of the other vendor: pin checks the
+    migrations to it before it restarts a server."""
+    dest = 'amd-1' if host.startswith('intel') else 'intel-1'
+    cpumigrate(env, 'prepare', host, '--cpu-model', 'kvm64',
+               '--destination', dest)
 
 
 def wait_for(what, check, timeout=60):

@@ -140,6 +140,16 @@ def test_apply_then_restore_keeps_bytes_owner_and_mode(sshd, conf_dir, opened):
     # same settings again: nothing written
     again = host.apply_transition('Westmere', ['+pcid'])
     assert not again.changed and path.read_bytes() == new
+    # same CPU, destinations named: the marker records them, keeps its
+    # time (no CPU change, so no nova-compute restart is owed)
+    named = host.apply_transition('Westmere', ['+pcid'],
+                                  destinations=['amd-1', 'amd-2'])
+    assert named.changed and named.before == named.after
+    state = host.nova_conf()
+    assert state.destinations == ('amd-1', 'amd-2')
+    assert state.changed_at == marker.changed_at
+    assert not host.apply_transition('Westmere', ['+pcid']).changed
+    assert host.nova_conf().destinations == ('amd-1', 'amd-2')
     # other settings: re-applied on the original, same backup
     other = host.apply_transition('Nehalem', [])
     assert other.changed and other.backup == change.backup

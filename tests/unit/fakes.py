@@ -82,6 +82,7 @@ class FakeHost:
         self.original = host_api.CpuSettings()
         self.transitioned = False
         self.changed_at: datetime.datetime | None = None
+        self.destinations: tuple[str, ...] = ()   # the marker's
         self.loaded = host_api.CpuSettings()        # what nova-compute runs
         self.started_at = now() - datetime.timedelta(days=1)
         self.domains: dict[str, host_api.GuestCpu] = {}
@@ -132,18 +133,25 @@ class FakeHost:
             backup='/etc/nova/nova.conf.cpumigrate-1' if self.transitioned
             else None, changed_at=self.changed_at, problem=self.problem,
             max_live_migrations=self.max_live_migrations,
+            destinations=self.destinations if self.transitioned else (),
             **self.conf_options)
 
-    def apply_transition(self, model: str, flags: Sequence[str] = (),
+    def apply_transition(self, model: str, flags: Sequence[str] = (), *,
+                         destinations: Sequence[str] = (),
                          dry_run: bool = False) -> host_api.Change:
         before = self.file
         after = host_api.CpuSettings('custom', (model,), tuple(flags))
-        changed = not (self.transitioned and self.file == after)
+        same_cpu = self.transitioned and self.file == after
+        marked = tuple(destinations) or (
+            self.destinations if self.transitioned else ())
+        changed = not (same_cpu and marked == self.destinations)
         if not dry_run and changed:
             self.calls.append('apply_transition')
             self.transitioned = True
             self.file = after
-            self.changed_at = now()
+            self.destinations = marked
+            if not same_cpu:
+                self.changed_at = now()
         return host_api.Change('/etc/nova/nova.conf', before, after,
                                None if dry_run or not changed
                                else '/etc/nova/nova.conf.cpumigrate-1',
@@ -491,7 +499,7 @@ def prepared_world(active: int = 3, stopped: int = 1) -> Prepared:
     servers += world.boot('intel-1', stopped, status='SHUTOFF',
                           prefix='off')
     host = world.hosts['intel-1']
-    host.apply_transition('kvm64')
+    host.apply_transition('kvm64', destinations=['amd-1'])
     host.restart_nova_compute()
     world.services['intel-1'].status = 'disabled'
     return Prepared(world, servers)

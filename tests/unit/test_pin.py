@@ -43,6 +43,45 @@ def test_pin_restarts_active_servers_and_restores_conf():
     assert p.world.compute.stop_server.call_count == 2
 
 
+def test_pin_without_destinations_restarts_nobody():
+    """Neither --destination nor prepare's record: no server's migration
+    can be checked, so none is restarted and nova.conf stays as it is."""
+    world = fakes.World()
+    world.boot('intel-1', 2)
+    host = world.hosts['intel-1']
+    host.apply_transition('kvm64')
+    host.restart_nova_compute()
+    with pytest.raises(WorkflowError, match=(
+            r'^no server on intel-1 was restarted: .*give --destination '
+            r'\(prepare intel-1 recorded none\)$')):
+        pin.pin(world.context(), 'intel-1')
+    world.compute.stop_server.assert_not_called()
+    world.compute.reboot_server.assert_not_called()
+    assert host.transitioned
+    found = pin.pin(world.context(), 'intel-1', destinations=['amd-1'])
+    assert results(found) == ['pinned', 'pinned']
+
+
+def test_pin_checks_the_destinations_prepare_recorded():
+    """prepared_world's prepare named amd-1: pin asks amd-1's libvirt
+    about each live CPU, and says so."""
+    p = fakes.prepared_world(active=1, stopped=0)
+    said = []
+    found = pin.pin(p.world.context(progress=said.append), 'intel-1')
+    assert results(found) == ['pinned']
+    assert p.world.hosts['amd-1'].compared
+    assert ('intel-1: checking migrations to amd-1, the destinations '
+            'prepare was given') in said
+    p.world.hosts['amd-1'].refuse_compare = True      # a refusing amd-1
+    p.world.hosts['intel-1'].apply_transition('kvm64',
+                                              destinations=['amd-1'])
+    p.world.hosts['intel-1'].restart_nova_compute()
+    with pytest.raises(PartialFailure) as exc:
+        pin.pin(p.world.context(), 'intel-1')
+    assert results(exc.value.results) == ['refused']
+    assert 'amd-1' in exc.value.results[0].reason
+
+
 def test_pin_hard_reboot_method():
     p = fakes.prepared_world(active=1, stopped=0)
     pin.pin(p.world.context(), 'intel-1', method='hard-reboot')
@@ -136,7 +175,8 @@ def test_pin_guest_floor_refuses_but_restores(monkeypatch):
     monkeypatch.setattr(cpuchoice, 'floor_guard', None)
     p.world.hosts['intel-1'].apply_transition('kvm64')
     p.world.hosts['intel-1'].restart_nova_compute()
-    found = pin.pin(p.world.context(), 'intel-1', ignore_guest_floor=True)
+    found = pin.pin(p.world.context(), 'intel-1', ignore_guest_floor=True,
+                    destinations=['amd-1'])
     assert results(found) == ['pinned', 'already-pinned']
 
 
@@ -212,7 +252,7 @@ def test_pin_protects_rhel9_guest_from_kvm64():
     world.images['rhel9'] = {'os_distro': 'rhel', 'os_version': '9.4'}
     rhel = world.boot('intel-1', 1, image='rhel9', prefix='rhel')[0]
     plain = world.boot('intel-1', 1)[0]
-    world.hosts['intel-1'].apply_transition('kvm64')
+    world.hosts['intel-1'].apply_transition('kvm64', destinations=['amd-1'])
     world.hosts['intel-1'].restart_nova_compute()
     with pytest.raises(PartialFailure) as exc:
         pin.pin(world.context(), 'intel-1')
@@ -231,7 +271,7 @@ def test_floor_met_by_auto_cpu_and_override():
     ctx = world.context()
     model, flags = cpuchoice.choose(ctx, 'intel-1', ['amd-1'], 'auto', [])
     host = world.hosts['intel-1']
-    host.apply_transition(model, flags)
+    host.apply_transition(model, flags, destinations=['amd-1'])
     host.restart_nova_compute()
     found = pin.pin(ctx, 'intel-1')
     assert found[0].result == 'pinned'

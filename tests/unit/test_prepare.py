@@ -52,6 +52,30 @@ def test_prepare_rerun_changes_nothing():
     assert 'restart_nova_compute' not in host.calls
 
 
+def test_prepare_records_destinations_and_a_new_set_restarts_nothing():
+    """pin takes the destinations prepare was given; naming others later
+    rewrites the marker only: the CPU is the same, nova-compute keeps
+    running."""
+    world = fakes.World()
+    ctx = world.context()
+    host = world.hosts['intel-1']
+    prepare.prepare(ctx, 'intel-1', model='kvm64', destinations=['amd-1'])
+    assert host.nova_conf().destinations == ('amd-1',)
+    written = host.changed_at
+    host.calls.clear()
+    [row] = prepare.prepare(ctx, 'intel-1', model='kvm64',
+                            destinations=['amd-1', 'amd-2'])
+    assert row.reason == 'write nova.conf'
+    assert host.nova_conf().destinations == ('amd-1', 'amd-2')
+    assert host.changed_at == written
+    assert 'restart_nova_compute' not in host.calls
+    host.calls.clear()
+    [row] = prepare.prepare(ctx, 'intel-1', model='kvm64')   # none named
+    assert row.result == 'already-prepared'
+    assert host.nova_conf().destinations == ('amd-1', 'amd-2')
+    assert 'apply_transition' not in host.calls
+
+
 def test_prepare_rerun_after_interrupted_restart_restarts():
     world = fakes.World()
     host = world.hosts['intel-1']

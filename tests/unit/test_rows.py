@@ -93,7 +93,7 @@ def test_show_one():
         host='h', service_status='enabled', service_state='up',
         disabled_reason='', nova_conf='normal', path='/etc/nova/nova.conf',
         cpu=rows.Cpu(None, None), original_cpu=rows.Cpu(None, None),
-        backup='', changed_at='', servers=0)
+        backup='', changed_at='', destinations='', servers=0)
     names, data = columns.show(host)
     assert names[0] == 'Host' and data[0] == 'h'
     assert dict(zip(names, data, strict=True))['CPU'].human_readable() == (

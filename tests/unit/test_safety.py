@@ -223,7 +223,7 @@ def test_audit_one_line_per_change_of_a_runbook(tmp_path):
 
     def ctx():
         return world.context(audit=recorder)
-    prepare.prepare(ctx(), 'intel-1', model='kvm64')
+    prepare.prepare(ctx(), 'intel-1', model='kvm64', destinations=['amd-1'])
     pin.pin(ctx(), 'intel-1', method='stop-start')
     migrate.migrate(ctx(), 'intel-1', destinations=['amd-1'])
     finalize.finalize(ctx(), 'amd-1')

@@ -68,9 +68,9 @@ def test_host_show():
         'cpu': {'mode': 'custom', 'model': 'kvm64', 'flags': ()},
         'original_cpu': {'mode': None, 'model': None, 'flags': ()},
         'backup': '/etc/nova/nova.conf.cpumigrate-1', 'changed_at': '',
-        'servers': 2, 'problem': ''}
+        'destinations': 'amd-1', 'servers': 2, 'problem': ''}
     assert host.changed_at.endswith('Z')
     pin.pin(ctx, 'intel-1')
     host = host_show.show_host(ctx, 'intel-1')
-    assert (host.nova_conf, host.backup, host.changed_at) == ('normal', '',
-                                                              '')
+    assert (host.nova_conf, host.backup, host.changed_at,
+            host.destinations) == ('normal', '', '', '')

@@ -274,6 +274,26 @@ def test_marker_with_odd_backup_path():
     assert novaconf.find_marker(new).backup == path
 
 
+def test_marker_records_the_destinations():
+    """pin reads the destinations prepare was given from the marker; a
+    marker written before they were recorded reads as none."""
+    new = novaconf.apply_transition('[libvirt]\n', 'kvm64', (), WHEN, '/b',
+                                    ('amd-1', 'amd-2.example.org'))
+    assert ' by osc-cpumigrate for amd-1,amd-2.example.org; original ' in new
+    marker = novaconf.find_marker(new)
+    assert (marker.backup, marker.destinations) == (
+        '/b', ('amd-1', 'amd-2.example.org'))
+    assert marker.backup_sha256 == novaconf.sha256('[libvirt]\n')
+    assert novaconf.find_marker(apply('[libvirt]\n')).destinations == ()
+
+
+@pytest.mark.parametrize('name', ['amd 1', 'amd-1;x', '', 'a\nb', ',amd'])
+def test_bad_destination_names_refused(name):
+    with pytest.raises(novaconf.NovaConfError, match='destination host'):
+        novaconf.apply_transition('[libvirt]\n', 'kvm64', (), WHEN, '/b',
+                                  (name,))
+
+
 def test_marker_only_counts_in_libvirt():
     line = novaconf.marker_line(WHEN, '/b')
     assert novaconf.find_marker('[DEFAULT]\n%s\n' % line) is None
