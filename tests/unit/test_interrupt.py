@@ -18,6 +18,7 @@ import io
 import json
 import os
 import signal
+import threading
 from unittest import mock
 
 import pytest
@@ -188,11 +189,14 @@ class TestInterruptedRun(CommandTest):
     def signal_when_both_migrate(self, signum):
         real = self.world.compute.live_migrate_server.side_effect
         started = []
+        counted = threading.Lock()
 
         def live_migrate(server, **kw):
-            started.append(server)
+            with counted:       # one signal: both threads may reach len 2
+                started.append(server)
+                second = len(started) == 2
             real(server, **kw)
-            if len(started) == 2:
+            if second:
                 os.kill(os.getpid(), signum)      # reaches the main thread
         self.world.compute.live_migrate_server.side_effect = live_migrate
         return started
