@@ -46,6 +46,7 @@ from tests.functional.labclient import OPENSTACK
 from tests.functional.labclient import osc
 from tests.functional.labclient import run
 from tests.functional.labclient import sdk
+from tests.functional.test_lab_faults import RABBIT_RECOVERY
 from tests.functional.test_lab_faults import wait_service
 from tests.functional.test_runbook import cpumigrate
 from tests.functional.test_safety_restarts import started
@@ -469,12 +470,26 @@ def test_finalize_refuses_while_nova_compute_hangs(lab):
 
 
 def test_finalize_after_rabbitmq_restart(lab):
+    """finalize as soon as the destination heartbeats again; then every
+    host's nova-compute heartbeats again (the lab switch itself, as
+    test_lab_faults.py proved it on its own before: the next module must
+    not meet a host still reconnecting)."""
+    out = labctl(lab.env, 'fault', 'cloud', 'rabbit-restart').stdout
+    assert 'RabbitMQ restarted' in out
     since = time.time()
-    labctl(lab.env, 'fault', 'cloud', 'rabbit-restart')
+    deadline = since + RABBIT_RECOVERY
     wait_service(lab.env, lab.dest, 'up', since=since, timeout=90)
     code, rows, err = cpumigrate(lab.env, 'finalize', lab.dest,
                                  '--auto-approve', ok=False)
     assert code == 0, err
     assert [r['Result'] for r in rows] == ['finalized'], rows
+    # heartbeats go to nova-conductor over RPC: they need the new broker.
+    # oslo.messaging reconnects with a growing interval (1 s, +2 s each
+    # try, at most rabbit_interval_max=30 s), and a heartbeat whose reply
+    # queue died with the old broker waits rpc_response_timeout (60 s)
+    # before the next one: a real compute can take well over a minute.
+    for host in HOSTS:
+        wait_service(lab.env, host, 'up', since=since,
+                     timeout=max(deadline - time.time(), 1))
     record(lab, 'RabbitMQ restarted (rabbit-restart)', 'finalize',
            'stop, start', 'finalized')
