@@ -77,8 +77,8 @@ ELSEWHERE = (
     ('SIGTERM between nova.conf restore and restart', 'pin',
      'test_safety_restarts.py::test_killed_pin_leaves_restart_pending_'
      'until_the_next_pin'),
-    ('token expires during a 70 s live migration', 'migrate',
-     'test_lab_keystone.py::test_verb_outlives_its_token'),
+    ('token expires during a 25 s live migration', 'migrate',
+     'test_lab_nova_failures.py::test_verb_outlives_its_token'),
 )
 
 
