@@ -47,6 +47,7 @@ from tests.functional.labclient import osc
 from tests.functional.labclient import run
 from tests.functional.labclient import sdk
 from tests.functional.test_lab_faults import RABBIT_RECOVERY
+from tests.functional.test_lab_faults import ssh
 from tests.functional.test_lab_faults import wait_service
 from tests.functional.test_runbook import cpumigrate
 from tests.functional.test_safety_restarts import started
@@ -452,14 +453,21 @@ def wait_status_is(env, sid, status, timeout=60):
 # -- finalize ---------------------------------------------------------------
 
 def test_finalize_refuses_while_nova_compute_hangs(lab):
+    """The lab switch as test_lab_faults.py proved it on its own before
+    (service down, the process alive, up again once cleared), and finalize
+    meanwhile."""
     before = len(osc(lab.env, 'server', 'event', 'list', lab.mine))
     labctl(lab.env, 'fault', lab.dest, 'compute-hangs')
     try:
         wait_service(lab.env, lab.dest, 'down', timeout=40)
+        # the process lives: systemd (the lab's systemctl) still says active
+        assert ssh(lab.env, lab.dest, 'sudo -n systemctl is-active '
+                   'nova-compute').stdout.strip() == 'active'
         code, rows, err = cpumigrate(lab.env, 'finalize', lab.dest,
                                      '--auto-approve', ok=False)
     finally:
         labctl(lab.env, 'fault', lab.dest, 'clear')
+    wait_service(lab.env, lab.dest, 'up', since=time.time())
     assert code == 1
     assert [r['Result'] for r in rows] == ['failed'], rows
     assert 'down' in rows[0]['Reason']
