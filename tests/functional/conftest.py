@@ -14,12 +14,17 @@
 import os
 import shlex
 import subprocess
+import time
 
 import pytest
 
 LAB_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'lab')
 LABCTL = os.path.join(LAB_DIR, 'labctl')
+#: tools/run-tests starts the lab in the background while the linters and
+#: the tests that need no lab run, and names here the file its `labctl up`
+#: writes its exit status to when done
+LAB_STARTING = 'CPUMIGRATE_LAB_UP_STATUS'
 
 
 def pytest_configure(config):
@@ -48,6 +53,9 @@ def lab_env(tmp_path_factory):
     """
     if os.geteuid() != 0:
         pytest.skip('the lab needs root (network namespaces, sshd)')
+    wait_background_start(os.environ.get(LAB_STARTING))
+    # idempotent: seconds after a background start, whatever it ended with
+    # (a failed one fails here again, with its output)
     res = subprocess.run([LABCTL, 'up'], capture_output=True, text=True)
     if res.returncode != 0:
         pytest.fail('labctl up failed:\n%s%s' % (res.stdout,
@@ -66,6 +74,19 @@ def lab_env(tmp_path_factory):
     env.setdefault('OS_CPUMIGRATE_AUDIT_LOG', str(
         tmp_path_factory.mktemp('audit') / 'audit.log'))
     yield env
+
+
+def wait_background_start(status_file, timeout=1800):
+    """Until tools/run-tests' background `labctl up` has ended (two at
+    once would race on the lab's state)."""
+    if not status_file:
+        return
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(status_file):
+        if time.monotonic() > deadline:
+            pytest.fail('the background labctl up did not end within %d s'
+                        % timeout)
+        time.sleep(1)
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -46,6 +46,8 @@ from tests.functional.labclient import OPENSTACK
 from tests.functional.labclient import osc
 from tests.functional.labclient import run
 from tests.functional.labclient import sdk
+from tests.functional.test_lab_faults import RABBIT_RECOVERY
+from tests.functional.test_lab_faults import ssh
 from tests.functional.test_lab_faults import wait_service
 from tests.functional.test_runbook import cpumigrate
 from tests.functional.test_safety_restarts import started
@@ -76,8 +78,8 @@ ELSEWHERE = (
     ('SIGTERM between nova.conf restore and restart', 'pin',
      'test_safety_restarts.py::test_killed_pin_leaves_restart_pending_'
      'until_the_next_pin'),
-    ('token expires during a 70 s live migration', 'migrate',
-     'test_lab_keystone.py::test_verb_outlives_its_token'),
+    ('token expires during a 25 s live migration', 'migrate',
+     'test_lab_nova_failures.py::test_verb_outlives_its_token'),
 )
 
 
@@ -452,14 +454,21 @@ def wait_status_is(env, sid, status, timeout=60):
 # -- finalize ---------------------------------------------------------------
 
 def test_finalize_refuses_while_nova_compute_hangs(lab):
+    """The lab switch as test_lab_faults.py proved it on its own before
+    (service down, the process alive, up again once cleared), and finalize
+    meanwhile."""
     before = len(osc(lab.env, 'server', 'event', 'list', lab.mine))
     labctl(lab.env, 'fault', lab.dest, 'compute-hangs')
     try:
         wait_service(lab.env, lab.dest, 'down', timeout=40)
+        # the process lives: systemd (the lab's systemctl) still says active
+        assert ssh(lab.env, lab.dest, 'sudo -n systemctl is-active '
+                   'nova-compute').stdout.strip() == 'active'
         code, rows, err = cpumigrate(lab.env, 'finalize', lab.dest,
                                      '--auto-approve', ok=False)
     finally:
         labctl(lab.env, 'fault', lab.dest, 'clear')
+    wait_service(lab.env, lab.dest, 'up', since=time.time())
     assert code == 1
     assert [r['Result'] for r in rows] == ['failed'], rows
     assert 'down' in rows[0]['Reason']
@@ -470,12 +479,26 @@ def test_finalize_refuses_while_nova_compute_hangs(lab):
 
 
 def test_finalize_after_rabbitmq_restart(lab):
+    """finalize as soon as the destination heartbeats again; then every
+    host's nova-compute heartbeats again (the lab switch itself, as
+    test_lab_faults.py proved it on its own before: the next module must
+    not meet a host still reconnecting)."""
+    out = labctl(lab.env, 'fault', 'cloud', 'rabbit-restart').stdout
+    assert 'RabbitMQ restarted' in out
     since = time.time()
-    labctl(lab.env, 'fault', 'cloud', 'rabbit-restart')
+    deadline = since + RABBIT_RECOVERY
     wait_service(lab.env, lab.dest, 'up', since=since, timeout=90)
     code, rows, err = cpumigrate(lab.env, 'finalize', lab.dest,
                                  '--auto-approve', ok=False)
     assert code == 0, err
     assert [r['Result'] for r in rows] == ['finalized'], rows
+    # heartbeats go to nova-conductor over RPC: they need the new broker.
+    # oslo.messaging reconnects with a growing interval (1 s, +2 s each
+    # try, at most rabbit_interval_max=30 s), and a heartbeat whose reply
+    # queue died with the old broker waits rpc_response_timeout (60 s)
+    # before the next one: a real compute can take well over a minute.
+    for host in HOSTS:
+        wait_service(lab.env, host, 'up', since=since,
+                     timeout=max(deadline - time.time(), 1))
     record(lab, 'RabbitMQ restarted (rabbit-restart)', 'finalize',
            'stop, start', 'finalized')
