@@ -21,7 +21,7 @@ An explicit model is checked against the same CPU map.
 from __future__ import annotations
 
 from collections.abc import Callable
-from collections.abc import Iterator
+from collections.abc import Mapping
 from collections.abc import Sequence
 import contextlib
 import dataclasses
@@ -141,26 +141,22 @@ def refusals(results: dict[str, host_api.CompareResult]) -> str:
                      if not result.compatible)
 
 
-@contextlib.contextmanager
-def live_cpu_judge(ctx: common.Context, destinations: Sequence[str]
-                   ) -> Iterator[Callable[[host_api.GuestCpu], str]]:
+def live_cpu_judge(hosts: Mapping[str, host_api.Host]
+                   ) -> Callable[[host_api.GuestCpu], str]:
     """What makes a server *pinned*: libvirt on every destination accepts
     its domain's live ``<cpu>`` (``virsh dumpxml``), which is what the
-    live migration's own checks will see.  Yields ``refused(guest)``: ''
+    live migration's own checks will see.  Returns ``refused(guest)``: ''
     when every destination accepts it, else who refused and why (the
-    features libvirt names).  One SSH session per destination for the
-    caller's whole run."""
-    with contextlib.ExitStack() as stack:
-        hosts = {n: stack.enter_context(ctx.host(n))
-                 for n in dict.fromkeys(destinations)}
+    features libvirt names).  ``hosts``: the caller's SSH sessions to the
+    destinations, by name (the gate asks the same ones)."""
 
-        def refused(guest: host_api.GuestCpu) -> str:
-            if not guest.xml:
-                return 'its domain has no <cpu> to compare'
-            return refusals({n: h.compare_cpu(guest.xml)
-                             for n, h in hosts.items()})
+    def refused(guest: host_api.GuestCpu) -> str:
+        if not guest.xml:
+            return 'its domain has no <cpu> to compare'
+        return refusals({n: h.compare_cpu(guest.xml)
+                         for n, h in hosts.items()})
 
-        yield refused
+    return refused
 
 
 def startup_check_skipped(conf: host_api.ConfState) -> str | None:

@@ -383,10 +383,16 @@ class Gate:
     def open(cls, ctx: common.Context, stack: contextlib.ExitStack,
              destinations: Sequence[str], known: Sequence[Any] = ()) -> Gate:
         """SSH sessions to the destinations (closed with ``stack``)."""
-        targets = [Target(ctx, stack.enter_context(ctx.host(d)))
-                   for d in dict.fromkeys(destinations)]
+        return cls.of(ctx, [stack.enter_context(ctx.host(d))
+                            for d in dict.fromkeys(destinations)], known)
+
+    @classmethod
+    def of(cls, ctx: common.Context, hosts: Sequence[host_api.Host],
+           known: Sequence[Any] = ()) -> Gate:
+        """The gate over SSH sessions the caller already holds."""
         groups = server_groups(ctx)
-        return cls(ctx, targets, groups, member_hosts(ctx, groups, known))
+        return cls(ctx, [Target(ctx, h) for h in hosts], groups,
+                   member_hosts(ctx, groups, known))
 
     def verdict(self, server: Any, *, cpu_xml: str | None,
                 machine: str | None, live: bool = True) -> Verdict:

@@ -57,19 +57,19 @@ def pin(ctx: common.Context, host_name: str, *,
     with restart.session(ctx, host_name, servers, method) as (
             host, conf, selected), contextlib.ExitStack() as stack:
         common.finish_pending_restart(ctx, host, conf, dry_run=dry_run)
-        destinations = known_destinations(ctx, host_name, conf,
-                                          destinations)
-        judge = stack.enter_context(cpuchoice.live_cpu_judge(
-            ctx, destinations)) if destinations else None
+        # one SSH session per destination, for the judge and the gate
+        sessions = {d: host if d == host_name else stack.enter_context(
+            ctx.host(d)) for d in known_destinations(ctx, host_name, conf,
+                                                     destinations)}
+        judge = cpuchoice.live_cpu_judge(sessions) if sessions else None
         goal = goal_of(conf, judge)
         work = plan(ctx, host, selected, conf, goal, judge)
         guard(ctx, host, conf, work)
         if not ignore_guest_floor:
             refuse_floors(ctx, host, conf, work, goal)
-        others = [d for d in destinations if d != host_name]
+        others = [h for d, h in sessions.items() if d != host_name]
         refuse_unmovable(ctx, host, conf, work, goal, opener=lambda: (
-            gate.Gate.open(ctx, stack, others, selected) if others
-            else None))
+            gate.Gate.of(ctx, others, selected) if others else None))
         stopped = restart.run(ctx, host, work, goal, method=method,
                               dry_run=dry_run)
         keep = stopped or any(common.busy(s) for s in selected)
@@ -90,7 +90,7 @@ def known_destinations(ctx: common.Context, host_name: str,
     """The destinations given, else those prepare recorded (said on
     stderr, so the operator sees which hosts the gate asks)."""
     if given:
-        return tuple(given)
+        return tuple(dict.fromkeys(given))
     if conf.transitioned and conf.destinations:
         ctx.progress('%s: checking migrations to %s, the destinations '
                      'prepare was given' % (host_name,

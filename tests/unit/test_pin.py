@@ -66,10 +66,16 @@ def test_pin_checks_the_destinations_prepare_recorded():
     """prepared_world's prepare named amd-1: pin asks amd-1's libvirt
     about each live CPU, and says so."""
     p = fakes.prepared_world(active=1, stopped=0)
-    said = []
-    found = pin.pin(p.world.context(progress=said.append), 'intel-1')
+    said, opened = [], []
+    ctx = p.world.context(progress=said.append)
+    real_open = ctx.open_host
+    ctx.open_host = lambda name, opts: opened.append(name) or real_open(
+        name, opts)
+    found = pin.pin(ctx, 'intel-1')
     assert results(found) == ['pinned']
     assert p.world.hosts['amd-1'].compared
+    # one SSH session to amd-1 serves the live-CPU judge and the gate
+    assert opened.count('amd-1') == 1
     assert ('intel-1: checking migrations to amd-1, the destinations '
             'prepare was given') in said
     p.world.hosts['amd-1'].refuse_compare = True      # a refusing amd-1
