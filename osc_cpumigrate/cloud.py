@@ -520,17 +520,22 @@ class Cloud:
         """Placement's usages of a resource provider, per resource class.
 
         ``fetch_resource_provider_usages`` came late to openstacksdk's
-        placement proxy; with an SDK that lacks it, this is the one raw
-        GET left in the gateway."""
+        placement proxy; with an SDK that lacks it, a raw GET
+        (:meth:`placement_json`)."""
         fetch = getattr(self.placement, 'fetch_resource_provider_usages',
                         None)
         if fetch is not None:
             return dict(self.read(fetch, provider).usages or {})
-        response = self.read(self.placement.get, '/resource_providers/%s/'
-                             'usages' % provider.id)
-        # the raw GET does not raise: a Placement error is an error
+        return dict(self.placement_json(
+            '/resource_providers/%s/usages' % provider.id)['usages'])
+
+    def placement_json(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        """A raw GET to Placement, for what the SDK's proxy lacks; the raw
+        GET does not raise, so a Placement error is raised here (it must
+        never read as an empty answer)."""
+        response = self.read(self.placement.get, path, **kwargs)
         sdk_exc.raise_from_response(response)
-        return dict(response.json()['usages'])
+        return response.json()
 
     def capacity(self, host: str) -> Capacity:
         """Free vCPU, RAM and disk of the host's resource provider, from its
@@ -542,13 +547,7 @@ class Cloud:
         usages = self.provider_usages(provider)
 
         def free(rc: str) -> float:
-            inv = inventories.get(rc)
-            if inv is None or inv.total is None:
-                return 0.0
-            total = (inv.total - (inv.reserved or 0)) * (
-                inv.allocation_ratio if inv.allocation_ratio is not None
-                else 1.0)
-            return total - usages.get(rc, 0)
+            return free_of(inventories.get(rc), usages.get(rc, 0))
 
         return Capacity(free('VCPU'), free('MEMORY_MB'), free('DISK_GB'))
 
@@ -557,9 +556,9 @@ class Cloud:
         matches a server's required traits against when Nova schedules a
         migration there)."""
         provider = self.resource_provider(host)
-        response = self.read(self.placement.get, '/resource_providers/%s/'
-                             'traits' % provider.id, microversion='1.6')
-        return frozenset(response.json().get('traits') or ())
+        return frozenset(self.placement_json(
+            '/resource_providers/%s/traits' % provider.id,
+            microversion='1.6').get('traits') or ())
 
     def tree_free(self, host: str, resource_class: str) -> float:
         """Free ``resource_class`` (PCPU, VGPU...) in the host's provider
@@ -573,14 +572,23 @@ class Cloud:
             inv = inventories.get(resource_class)
             if inv is None or inv.total is None:
                 continue
-            used = self.provider_usages(provider).get(resource_class, 0)
-            total += (inv.total - (inv.reserved or 0)) * (
-                inv.allocation_ratio or 1.0) - used
+            total += free_of(inv, self.provider_usages(provider).get(
+                resource_class, 0))
         return total
 
     def server_ports(self, server: Any) -> list[Any]:
         """The server's Neutron ports (their ``binding:vnic_type``)."""
         return self.read(self.conn.network.ports, device_id=server.id)
+
+
+def free_of(inventory: Any, used: float) -> float:
+    """What Placement still has of one inventory: (total - reserved) *
+    allocation_ratio - used; 0 without an inventory."""
+    if inventory is None or inventory.total is None:
+        return 0.0
+    ratio = inventory.allocation_ratio
+    return (inventory.total - (inventory.reserved or 0)) * (
+        ratio if ratio is not None else 1.0) - used
 
 
 def flavor_specs(server: Any) -> dict[str, str]:

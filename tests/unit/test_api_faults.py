@@ -169,6 +169,12 @@ def test_a_placement_error_is_an_error():
     conn.placement = placement
     with pytest.raises(sdk_exc.HttpException):
         cloud_mod.Cloud(conn).provider_usages(mock.Mock(id='rp'))
+    # a trait list Placement did not give is no empty trait list (which
+    # would pass every forbidden trait)
+    cloud = cloud_mod.Cloud(conn)
+    cloud.resource_provider = lambda host: mock.Mock(id='rp')
+    with pytest.raises(sdk_exc.HttpException):
+        cloud.provider_traits('amd-1')
 
 
 def test_an_unanswered_stop_is_waited_on_not_sent_again():
