@@ -85,15 +85,13 @@ class Packer:
 
     @classmethod
     def of(cls, ctx: common.Context, destinations: Sequence[str],
-           moving: Sequence[Any]) -> Packer:
-        """From Placement and the server groups; the hosts of group members
-        that are not moving are looked up (one GET each)."""
+           checker: gate.Gate) -> Packer:
+        """From Placement and the server groups the gate read (with the
+        hosts of group members that are not moving)."""
         # soft policies are a preference: the packer follows them where
         # room allows and says so when it cannot; the gate only warns
-        groups = gate.server_groups(ctx)
-        placed = gate.member_hosts(ctx, groups, moving)
         free = {d: ctx.cloud.capacity(d) for d in dict.fromkeys(destinations)}
-        return cls(free, groups, placed)
+        return cls(free, checker.groups, checker.placed)
 
     def book(self, server: Any,
              accepting: Sequence[str] | None = None) -> tuple[str, str]:
@@ -381,18 +379,17 @@ def build(ctx: common.Context, *, sources: Sequence[str],
           finalize: str, ignore_guest_floor: bool) -> Draft:
     require_hosts(ctx, sources, destinations)
     listed = {s: ctx.cloud.servers_on_host(s) for s in dict.fromkeys(sources)}
-    packer = Packer.of(ctx, destinations,
-                       [s for found in listed.values() for s in found])
-    initial = Packer(packer.free, packer.groups, packer.placed)
-    speed = bandwidth(ctx, [*listed, *destinations])
-    ctx.progress('migration times estimated at %.0f MB/s (%s)'
-                 % (speed.bytes_per_second / 1e6, speed.basis))
     found: list[rows.PlanRow] = []
     to_pin: set[str] = set()
     limits: dict[str, int] = {}
     with contextlib.ExitStack() as stack:
         checker = gate.Gate.open(ctx, stack, destinations, [
             s for servers in listed.values() for s in servers])
+        packer = Packer.of(ctx, destinations, checker)
+        initial = Packer(packer.free, packer.groups, packer.placed)
+        speed = bandwidth(ctx, [*listed, *destinations])
+        ctx.progress('migration times estimated at %.0f MB/s (%s)'
+                     % (speed.bytes_per_second / 1e6, speed.basis))
         for source, servers in listed.items():
             host = stack.enter_context(ctx.host(source))
             look = Look(ctx, host, destinations, model=model, flags=flags,
