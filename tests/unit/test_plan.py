@@ -45,6 +45,8 @@ def test_plan_rows_steps_and_packing():
     found = make(world)
     by_id = {r.id: r for r in found}
     assert [r.id for r in found] == [s.id for s in off + on1 + on2]
+    # the gate and the packer share one listing of the server groups
+    assert world.compute.server_groups.call_count == 1
     for server in on1 + on2:
         row = by_id[server.id]
         assert row.result == 'would-live-migrate'
