@@ -148,13 +148,17 @@ def live_cpu_judge(hosts: Mapping[str, host_api.Host]
     live migration's own checks will see.  Returns ``refused(guest)``: ''
     when every destination accepts it, else who refused and why (the
     features libvirt names).  ``hosts``: the caller's SSH sessions to the
-    destinations, by name (the gate asks the same ones)."""
+    destinations, by name (the gate asks the same ones).  Servers of one
+    host mostly share one ``<cpu>``: each is compared once per host."""
+    known: dict[str, str] = {}
 
     def refused(guest: host_api.GuestCpu) -> str:
         if not guest.xml:
             return 'its domain has no <cpu> to compare'
-        return refusals({n: h.compare_cpu(guest.xml)
-                         for n, h in hosts.items()})
+        if guest.xml not in known:
+            known[guest.xml] = refusals({n: h.compare_cpu(guest.xml)
+                                         for n, h in hosts.items()})
+        return known[guest.xml]
 
     return refused
 

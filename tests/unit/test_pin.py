@@ -88,6 +88,15 @@ def test_pin_checks_the_destinations_prepare_recorded():
     assert 'amd-1' in exc.value.results[0].reason
 
 
+def test_pin_compares_each_live_cpu_once_per_destination():
+    """Both servers come back with one <cpu>: amd-1's libvirt is asked
+    about it once (and once about the transition CPU, by the gate)."""
+    p = fakes.prepared_world(active=2, stopped=0)
+    found = pin.pin(p.world.context(), 'intel-1')
+    assert results(found) == ['pinned', 'pinned']
+    assert len(p.world.hosts['amd-1'].compared) == 2
+
+
 def test_pin_hard_reboot_method():
     p = fakes.prepared_world(active=1, stopped=0)
     pin.pin(p.world.context(), 'intel-1', method='hard-reboot')
