@@ -260,6 +260,7 @@ class RemoteHost:
         self.connection = connection
         self.profile = profile
         self._engine: str | None = None
+        self._cpu_map: dict[str, str] | None = None
         #: Makes this run's backup names its own (two runs, one second).
         self.run_id = secrets.token_hex(3)
 
@@ -940,15 +941,20 @@ class RemoteHost:
             raise HostError('%s: %s' % (self.name, exc)) from None
 
     def cpu_map(self) -> dict[str, str]:
-        argv = self._profile_argv(self.profile.libvirt_exec) + (
-            'sh',
-            '-c',
-            virsh.cpu_map_script(),
-            'cpumigrate-cpu-map',
-            virsh.CPU_MAP_DIR,
-            virsh.CPU_MAP_SEPARATOR,
-        )
-        result = self._checked(
-            self._run(argv), 'reading %s' % virsh.CPU_MAP_DIR
-        )
-        return virsh.parse_cpu_map(result.stdout)
+        """Read once per session: libvirt's CPU map (a hundred files) does
+        not change while a verb runs, and pin's guest floors and its gate
+        both need it."""
+        if self._cpu_map is None:
+            argv = self._profile_argv(self.profile.libvirt_exec) + (
+                'sh',
+                '-c',
+                virsh.cpu_map_script(),
+                'cpumigrate-cpu-map',
+                virsh.CPU_MAP_DIR,
+                virsh.CPU_MAP_SEPARATOR,
+            )
+            result = self._checked(
+                self._run(argv), 'reading %s' % virsh.CPU_MAP_DIR
+            )
+            self._cpu_map = virsh.parse_cpu_map(result.stdout)
+        return dict(self._cpu_map)
