@@ -168,9 +168,9 @@ def server_rows(ctx: common.Context, source: str,
 
     models = {found.cpu.model: found.cpu.model_features}
     others = [d for d in destinations if d != source]
-    rows = floor_rows(ctx, source, servers, found)
     with contextlib.ExitStack() as stack:
         host = stack.enter_context(ctx.host(source))
+        rows = floor_rows(ctx, host, servers, found)
         checker = gate.Gate.open(ctx, stack, others, servers)
         for server in servers:
             if server.status not in ('ACTIVE', 'SHUTOFF'):
@@ -232,19 +232,19 @@ def capacity_rows(ctx: common.Context, destinations: Sequence[str],
     return rows
 
 
-def floor_rows(ctx: common.Context, source: str, servers: Sequence[Any],
+def floor_rows(ctx: common.Context, host: host_api.Host,
+               servers: Sequence[Any],
                found: cpuchoice.Survey) -> list[CheckRow]:
     """Servers whose guest needs more than the transition CPU."""
     settings = host_api.CpuSettings('custom', (found.cpu.model,),
                                     tuple(found.cpu.extra_flags))
     floor_guard = cpuchoice.floor_guard(ctx, found.cpu.features)
     rows = []
-    with ctx.host(source) as host:
-        for server in servers:
-            if server.status != 'ACTIVE':
-                continue
-            why = floor_guard(server, settings, host)
-            if why:
-                rows.append(row('guest floor', source, FAIL, '%s: %s' % (
-                    server.name or server.id, why), server=server.id))
+    for server in servers:
+        if server.status != 'ACTIVE':
+            continue
+        why = floor_guard(server, settings, host)
+        if why:
+            rows.append(row('guest floor', host.name, FAIL, '%s: %s' % (
+                server.name or server.id, why), server=server.id))
     return rows

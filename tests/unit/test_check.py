@@ -23,7 +23,13 @@ from tests.unit import fakes
 def test_check_reports_cpu_capacity_and_vendor():
     world = fakes.World()
     world.boot('intel-1', 2)
-    found = check.check(world.context(), 'intel-1', destinations=['amd-1'])
+    ctx, opened = world.context(), []
+    real_open = ctx.open_host
+    ctx.open_host = lambda name, opts: opened.append(name) or real_open(
+        name, opts)
+    found = check.check(ctx, 'intel-1', destinations=['amd-1'])
+    # the source: one session for the CPU survey, one for the servers
+    assert opened.count('intel-1') == 2
     assert all(isinstance(r, rows.CheckRow) for r in found)
     verdicts = {(r.check, r.host): r.verdict for r in found}
     assert verdicts[('transition cpu', '*')] == 'ok'
