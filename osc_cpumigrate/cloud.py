@@ -149,6 +149,10 @@ class Cloud:
         self.clock = clock
         #: How long a read is tried again after transient errors.
         self.retry_time = retry_time
+        #: Image properties by image ID: a server's guest floor and the
+        #: gate's traits both read them, and an image does not change
+        #: while a verb runs.
+        self._images: dict[str, dict[str, str]] = {}
         if api_timeout is not None:
             set_timeout(conn, api_timeout)
 
@@ -353,6 +357,11 @@ class Cloud:
             image, 'id', None)
         if not image_id:
             return {}
+        if image_id not in self._images:
+            self._images[image_id] = self._read_image(image_id)
+        return dict(self._images[image_id])
+
+    def _read_image(self, image_id: str) -> dict[str, str]:
         try:
             found = self.read(self.conn.image.get_image, image_id)
         except sdk_exc.NotFoundException:

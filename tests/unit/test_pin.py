@@ -277,6 +277,10 @@ def test_pin_protects_rhel9_guest_from_kvm64():
     assert 'sse4.2' in by_id[rhel.id].reason
     assert by_id[plain.id].result == 'pinned'
     assert world.guest(rhel).model == 'Skylake-Server-IBRS'   # untouched
+    # each image read once: the guest floors and the gate share it
+    assert sorted(c.args[0] for c in
+                  world.conn.image.get_image.call_args_list) == sorted(
+        {rhel.image['id'], plain.image['id']})
 
 
 def test_floor_met_by_auto_cpu_and_override():
