@@ -268,11 +268,14 @@ def destination_problem(source: str, service: Any) -> str | None:
     return None
 
 
-def choose_destination(free: dict[str, Any], server: Any) -> str:
-    """The destination with the most free RAM that fits the server; its
-    capacity is booked so the next server sees what is left."""
+def choose_destination(free: dict[str, Any], server: Any,
+                       among: Sequence[str] | None = None) -> str:
+    """The destination with the most free RAM that fits the server (of
+    ``among`` only, in its order, when given); its capacity is booked so
+    the next server sees what is left."""
     needs = flavor_needs(server)
-    fitting = [d for d, cap in free.items() if cap.fits(*needs)]
+    names = list(free) if among is None else [d for d in among if d in free]
+    fitting = [d for d in names if free[d].fits(*needs)]
     if not fitting:
         return ''
     best = max(fitting, key=lambda d: (free[d].ram_mb, free[d].vcpus))

@@ -210,11 +210,8 @@ def admit(ctx: common.Context, source: str, destinations: Sequence[str],
 def book(free: dict[str, Any], move: Move) -> str:
     """The destination with the most free RAM among those that accept
     the server; its capacity booked."""
-    allowed = {d: free[d] for d in move.accepting if d in free}
-    chosen = common.choose_destination(allowed, move.server)
-    if chosen:
-        free[chosen] = allowed[chosen]
-    return chosen
+    return common.choose_destination(free, move.server,
+                                     among=move.accepting)
 
 
 def everyone(selected: Sequence[Any], moves: Sequence[Move]) -> list[Any]:

@@ -121,11 +121,7 @@ class Packer:
 
     def _take(self, hosts: Sequence[str], server: Any) -> str:
         """Book the one of ``hosts`` with the most free RAM that fits."""
-        free = {d: self.free[d] for d in hosts}
-        best = common.choose_destination(free, server)
-        if best:
-            self.free[best] = free[best]
-        return best
+        return common.choose_destination(self.free, server, among=hosts)
 
     def _grouped(self, group: gate.Group, server: Any,
                  hosts: list[str]) -> tuple[str, str]:
