@@ -129,6 +129,12 @@ def describe(exc: BaseException) -> str:
         return auth_message(exc)
     if isinstance(exc, sdk_exc.HttpException):
         return http_message(exc)
+    return one_line(exc)
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it
+    has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__
 

@@ -69,6 +69,7 @@ import logging
 import time
 from typing import TypeVar
 
+from osc_cpumigrate.errors import one_line
 from osc_cpumigrate.errors import Timeout
 from osc_cpumigrate.errors import WorkflowError
 
@@ -101,11 +102,6 @@ def iterate_timeout(timeout: float | None,
         if timeout is not None and clock() - start >= timeout:
             raise Timeout(message() if callable(message) else message)
         sleep(interval() if callable(interval) else interval)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def retry(call: Callable[[], T], *, transient: Callable[[Exception], bool],
