@@ -117,20 +117,31 @@ def choose(ctx: common.Context, source: str, destinations: Sequence[str],
             'the source and its destinations: give --destination HOST (as '
             'for migrate), or name a model with --cpu-model (the manual '
             'runbook uses kvm64)')
-    found = survey(ctx, source, destinations, model, flags)
-    if found.cpu is None:
-        raise WorkflowError('no transition CPU is accepted by every host: %s'
-                            % found.error)
-    refused = refusals(found.results)
-    if refused:
-        raise WorkflowError('the transition CPU %s is refused by %s; nothing '
-                            'was changed' % (found.cpu.describe(), refused))
+    found, why = proven(ctx, source, destinations, model, flags)
+    if why:
+        raise WorkflowError(why if found.cpu is None
+                            else '%s; nothing was changed' % why)
     if not destinations:
         ctx.progress('no --destination given: the transition CPU %s is '
                      'proven on %s only' % (found.cpu.describe(), source))
     ctx.progress('transition CPU: %s (accepted by %s)' % (
         found.cpu.describe(), ', '.join(found.results)))
     return found.cpu.model, tuple(found.cpu.extra_flags)
+
+
+def proven(ctx: common.Context, source: str, destinations: Sequence[str],
+           model: str, flags: Sequence[str]) -> tuple[Survey, str]:
+    """:func:`survey`, and why its CPU cannot serve: none found, or a host
+    refused it ('' when every host accepts it)."""
+    found = survey(ctx, source, destinations, model, flags)
+    if found.cpu is None:
+        return found, ('no transition CPU is accepted by every host: %s'
+                       % found.error)
+    refused = refusals(found.results)
+    if refused:
+        return found, ('the transition CPU %s is refused by %s'
+                       % (found.cpu.describe(), refused))
+    return found, ''
 
 
 def refusals(results: dict[str, host_api.CompareResult]) -> str:

@@ -293,16 +293,10 @@ class Look:
                 return
             self.guard = cpuchoice.floor_guard(self.ctx, self.cpu.features)
             return
-        found = cpuchoice.survey(self.ctx, self.host.name, self.destinations,
-                                 self.model, self.flags)
-        if found.cpu is None:
-            self.error = ('no transition CPU is accepted by every host: %s'
-                          % found.error)
-            return
-        refused = cpuchoice.refusals(found.results)
-        if refused:
-            self.error = ('the transition CPU %s is refused by %s'
-                          % (found.cpu.describe(), refused))
+        found, self.error = cpuchoice.proven(
+            self.ctx, self.host.name, self.destinations, self.model,
+            self.flags)
+        if self.error:
             return
         self.cpu = found.cpu
         self.settings = host_api.CpuSettings(
